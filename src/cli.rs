@@ -1,0 +1,76 @@
+//! The command line: one clap definition that drives parsing, `--help`, the man page and completions.
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipelock-containment",
+    version,
+    about = "Three-UID containment for AI coding agents behind the pipelock egress proxy",
+    long_about = "Three-UID containment for AI coding agents. Operators keep their network; \
+        the proxy user is the only way out; every agent runs as the agent user, which the \
+        kernel (nftables, matching on UID) lets reach the proxy port and nothing else.\n\n\
+        The package's maintainer scripts run this helper; operators run it to review, verify \
+        and repair.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 verify skipped a probe, 64 usage error, \
+        77 root required, 78 invalid config."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file to read.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: Utf8PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or write every file containment would install, rendered for this host (no root needed).
+    Render(RenderArgs),
+    /// Check a config file and print it with every default filled in.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write the files below DIR (mirroring their install paths) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<Utf8PathBuf>,
+    /// Print the files as JSON (path, kind, mode, contents).
+    #[arg(long, conflicts_with = "out")]
+    pub json: bool,
+    /// Assume this UID for the agent user if it does not exist yet.
+    #[arg(long, value_name = "UID")]
+    pub agent_uid: Option<u32>,
+    /// Assume this UID for the proxy user if it does not exist yet.
+    #[arg(long, value_name = "UID")]
+    pub proxy_uid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// The clap command, for the man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

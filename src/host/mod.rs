@@ -1,0 +1,4 @@
+//! The one layer that touches the host: user database, files, subprocesses. Everything else is pure.
+
+pub mod facts;
+pub mod fs;

@@ -1,0 +1,10 @@
+//! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod facts;
+pub mod host;
+pub mod paths;
+pub mod render;

@@ -1,0 +1,23 @@
+//! Fixed install locations: what the package ships and what the helper generates.
+
+/// The nft rule file the helper renders and the boot unit loads.
+pub const RULE_FILE: &str = "/etc/nftables.d/pipelock-containment.nft";
+/// The sudoers drop-in (no dot in the name, or sudo ignores it).
+pub const SUDOERS_DROPIN: &str = "/etc/sudoers.d/pipelock-containment";
+/// Generated launcher and tool wrappers; /etc/profile.d puts it first on operators' PATH.
+pub const WRAPPER_DIR: &str = "/var/lib/pipelock-containment/wrappers";
+/// The launcher operators run: `cc-launch TOOL [ARGS...]`.
+pub const LAUNCHER: &str = "/var/lib/pipelock-containment/wrappers/cc-launch";
+/// The packaged program sudo runs as the agent; the sudoers drop-in grants exactly this path.
+pub const AGENT_EXEC: &str = "/usr/libexec/pipelock-containment/agent-exec";
+/// Drop-in that gives the packaged proxy unit its user and command.
+pub const PROXY_UNIT_DROPIN: &str =
+    "/etc/systemd/system/pipelock-proxy.service.d/50-pipelock-containment.conf";
+/// The helper's state: the manifest of what it manages, the wrappers.
+pub const STATE_DIR: &str = "/var/lib/pipelock-containment";
+/// The nft table and chain, as the design fixes them.
+pub const NFT_TABLE_FAMILY: &str = "inet";
+pub const NFT_TABLE: &str = "pipelock_containment";
+pub const NFT_CHAIN: &str = "output_filter";
+/// Prefix of the kernel log lines for blocked attempts.
+pub const LOG_PREFIX: &str = "pipelock-containment blocked: ";

@@ -1,0 +1,2 @@
+//! Build chores: `cargo xtask dist` and friends.
+fn main() {}
