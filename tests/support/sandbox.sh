@@ -9,6 +9,7 @@ set -eu
 work=$1 binary=$2 script=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$work"
+# shellcheck disable=SC2016 # the inner script expands its own variables
 exec unshare --mount --net --pid --fork --mount-proc --propagation private \
     env SANDBOX_WORK="$work" SANDBOX_BINARY="$binary" SANDBOX_ROOT="$root" SANDBOX_SCRIPT="$script" \
     sh -eu -c '
@@ -28,5 +29,5 @@ install -m 0644 "$SANDBOX_ROOT"/systemd/pipelock-containment.service "$SANDBOX_R
 [ -f /etc/pipelock-containment/containment.toml ] || \
     install -m 0644 "$SANDBOX_ROOT/pkg/containment.toml" /etc/pipelock-containment/containment.toml
 cd /
-exec sh -eu -c "$SANDBOX_SCRIPT"
+exec sh -u -c "$SANDBOX_SCRIPT"
 '
