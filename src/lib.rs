@@ -6,5 +6,6 @@ pub mod config;
 pub mod exit;
 pub mod facts;
 pub mod host;
+pub mod launch;
 pub mod paths;
 pub mod render;
