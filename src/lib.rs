@@ -9,3 +9,4 @@ pub mod host;
 pub mod launch;
 pub mod paths;
 pub mod render;
+pub mod tools;

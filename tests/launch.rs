@@ -585,3 +585,59 @@ fn rendered_launcher_wrappers_and_sudoers_pass_their_checkers() {
     assert!(text.contains("env_keep = \"TERM COLORTERM LANG LANGUAGE LC_* EDITOR\""));
     assert!(text.contains("%pipelock-operators ALL=(cc-agent) NOPASSWD: PIPELOCK_AGENT_EXEC\n"));
 }
+
+#[test]
+fn tools_add_and_remove_edit_the_config_in_place() {
+    if !root_or_skip("tools_add_and_remove_edit_the_config_in_place") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("containment.toml");
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pkg/containment.toml"))
+            .unwrap();
+    std::fs::write(&config, &shipped).unwrap();
+    // --no-apply always: apply would install into the real system.
+    let tools = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pipelock-containment"))
+            .arg("tools")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&tools(&["add", "aider", "--no-apply"]), "tools add");
+    assert_ok(&tools(&["remove", "codex", "--no-apply"]), "tools remove");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        text,
+        shipped.replace(
+            "    \"codex\",\n    \"gemini\",\n]",
+            "    \"gemini\",\n    \"aider\",\n]"
+        ),
+        "comments and layout kept, only the list changed"
+    );
+    let out = tools(&["list", "--json"]);
+    assert_ok(&out, "tools list");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["claude", "gemini", "aider"]);
+    // Invalid names never reach the file; non-root may not edit.
+    let out = tools(&["add", "../evil", "--no-apply"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_pipelock-containment"))
+        .args(["tools", "add", "x", "--no-apply", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", describe(&out));
+}

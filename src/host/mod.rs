@@ -3,3 +3,4 @@
 pub mod facts;
 pub mod fs;
 pub mod launch;
+pub mod tools;
