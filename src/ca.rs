@@ -481,10 +481,15 @@ pub fn bundle_contains_proxy_ca(
 pub struct FileAccess {
     pub uid: u32,
     pub gid: u32,
-    /// Permission bits (`st_mode & 0o7777`).
+    /// Permission bits (`st_mode & 0o7777`); JSON shows them in octal, as `"0600"`.
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
     /// The file has a POSIX access ACL (then the group bits are the ACL mask).
     pub has_acl: bool,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("{mode:04o}"))
 }
 
 /// Could the user `uid`, member of `groups` (primary group included), read the file?

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{CheckConfigArgs, Cli, Command, RenderArgs};
+use crate::cli::{CaCommand, CaRefreshArgs, CheckConfigArgs, Cli, Command, RenderArgs};
 use crate::config::ConfigError;
 use crate::exit;
 use crate::host;
@@ -13,6 +13,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Render(args) => render_command(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Ca(CaCommand::Refresh(args)) => ca_refresh(args),
     }
 }
 
@@ -54,4 +55,33 @@ fn check_config(args: CheckConfigArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     print!("{}", toml::to_string(&config)?);
     Ok(exit::OK)
+}
+
+fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if !args.dry_run && !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "pipelock-containment: error: `ca refresh` writes {} and sets the owner of {}: \
+             run it as root, or add --dry-run to see what it would do",
+            config.ca.combined_bundle, config.ca.proxy_ca_key
+        );
+        return Ok(exit::NEED_ROOT);
+    }
+    let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
+    let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        for line in outcome.report() {
+            println!("{line}");
+        }
+    }
+    for warning in &outcome.warnings {
+        eprintln!("pipelock-containment: warning: {warning}");
+    }
+    Ok(if outcome.key.agent_can_read && !args.dry_run {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }
