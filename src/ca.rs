@@ -20,6 +20,41 @@ pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 const DAY: i64 = 24 * 60 * 60;
 
+/// The packaged path unit that runs `ca refresh` when a watched file changes.
+pub const PATH_UNIT: &str = "pipelock-containment-ca.path";
+/// Drop-in that adds the configured paths the packaged path unit does not watch.
+pub const PATH_UNIT_DROPIN: &str =
+    "/etc/systemd/system/pipelock-containment-ca.path.d/50-pipelock-containment.conf";
+/// What the packaged path unit watches (kept equal to its `PathChanged=` lines by a test).
+pub const WATCHED_BY_DEFAULT: [&str; 4] = [
+    "/etc/pipelock/ca.pem",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+];
+
+/// The path unit drop-in for configured inputs outside `WATCHED_BY_DEFAULT`, or `None` when the
+/// packaged unit already watches them all. `apply` writes it (or removes a stale one).
+pub fn path_unit_dropin(proxy_ca: &str, system_bundle: Option<&str>) -> Option<String> {
+    let extra: Vec<&str> = [Some(proxy_ca), system_bundle]
+        .into_iter()
+        .flatten()
+        .filter(|path| !WATCHED_BY_DEFAULT.contains(path))
+        .collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut text = String::from(
+        "# Written by `pipelock-containment apply` from containment.toml: do not edit.\n\
+         # Watch the CA inputs configured there that the packaged unit does not.\n\
+         [Path]\n",
+    );
+    for path in extra {
+        text.push_str(&format!("PathChanged={path}\n"));
+    }
+    Some(text)
+}
+
 /// What one certificate is, for reports and warnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertInfo {

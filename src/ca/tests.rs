@@ -386,3 +386,36 @@ fn times_format_as_utc() {
     );
     assert_eq!(format_time(-1), "1969-12-31 23:59:59 UTC");
 }
+
+#[test]
+fn the_packaged_path_unit_watches_the_default_inputs() {
+    let unit = include_str!("../../systemd/pipelock-containment-ca.path");
+    let watched: Vec<&str> = unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("PathChanged="))
+        .collect();
+    assert_eq!(watched, WATCHED_BY_DEFAULT);
+    let config = crate::config::Config::defaults();
+    assert!(WATCHED_BY_DEFAULT.contains(&config.ca.proxy_ca.as_str()));
+    assert_eq!(path_unit_dropin(config.ca.proxy_ca.as_str(), None), None);
+    for bundle in [
+        crate::facts::DistroPaths::DEBIAN_CA_BUNDLE,
+        crate::facts::DistroPaths::FEDORA_CA_BUNDLE,
+    ] {
+        assert!(WATCHED_BY_DEFAULT.contains(&bundle));
+    }
+}
+
+#[test]
+fn configured_inputs_elsewhere_get_a_drop_in() {
+    let dropin = path_unit_dropin(
+        "/srv/proxy/ca.pem",
+        Some("/etc/ssl/certs/ca-certificates.crt"),
+    )
+    .unwrap();
+    assert!(
+        dropin.contains("[Path]\nPathChanged=/srv/proxy/ca.pem\n"),
+        "{dropin}"
+    );
+    assert!(!dropin.contains("ca-certificates.crt"), "{dropin}");
+}

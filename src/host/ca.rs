@@ -261,6 +261,12 @@ pub fn refresh(config: &Config, facts: &Facts, dry_run: bool) -> Result<CaOutcom
 /// `refresh` with every input explicit (paths, owners, the time), so tests can point it at a
 /// temporary directory.
 pub fn refresh_at(paths: &CaPaths, owners: &Owners, now: i64, dry_run: bool) -> Result<CaOutcome> {
+    // The Debian hook and the path unit can fire together: one refresh at a time.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(lock_bundle_dir(&paths.combined_bundle)?)
+    };
     let system = read_limited(&paths.system_bundle)?.with_context(|| {
         format!(
             "the system CA bundle {} does not exist: install the distro's CA package \
@@ -371,6 +377,29 @@ pub fn inspect_at(paths: &CaPaths, owners: &Owners, now: i64) -> CaInspection {
     }
 }
 
+/// Hold an exclusive lock on the bundle's directory (created 0755 if missing) until dropped.
+fn lock_bundle_dir(bundle: &Utf8Path) -> Result<nix::fcntl::Flock<File>> {
+    let dir = bundle_dir(bundle)?;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("cannot create the directory {dir}"))?;
+    }
+    let file = File::open(dir).with_context(|| format!("cannot open the directory {dir}"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("cannot lock the directory {dir}"))
+}
+
+fn bundle_dir(bundle: &Utf8Path) -> Result<&Utf8Path> {
+    bundle
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .with_context(|| format!("{bundle} has no directory"))
+}
+
 /// Read a whole file, at most `MAX_READ` bytes; `None` if it does not exist.
 fn read_limited(path: &Utf8Path) -> Result<Option<Vec<u8>>> {
     let file = match File::open(path) {
@@ -430,10 +459,7 @@ fn install_bundle(
 /// Write through a new temporary file in the same directory: set owner and mode, fsync, rename
 /// over the target, fsync the directory. Readers see the old file or the new one, never a part.
 pub fn write_atomic(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_str().is_empty())
-        .with_context(|| format!("{path} has no directory"))?;
+    let dir = bundle_dir(path)?;
     let name = path
         .file_name()
         .with_context(|| format!("{path} has no file name"))?;
