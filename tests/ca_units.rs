@@ -212,3 +212,62 @@ fn the_hook_runs_ca_refresh_quietly_and_never_fails_the_update() {
     assert!(removed.status.success());
     assert!(removed.stderr.is_empty() && removed.stdout.is_empty());
 }
+
+/// The real update-ca-certificates of this machine runs the hook, which regenerates the bundle;
+/// openssl and curl accept a proxy-signed server certificate through it. Root: the script works
+/// in a private mount namespace, on overlays over /etc, /usr/local and /usr/bin.
+#[test]
+fn update_ca_certificates_regenerates_the_bundle_through_the_hook() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: update_ca_certificates_regenerates_the_bundle_through_the_hook: needs root (mount namespace, overlays)");
+        return;
+    }
+    for program in ["update-ca-certificates", "openssl", "unshare"] {
+        if !have(program) {
+            eprintln!("SKIPPED: update_ca_certificates_regenerates_the_bundle_through_the_hook: {program} not installed");
+            return;
+        }
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("ca-e2e-")
+        .tempdir()
+        .unwrap();
+    let output = Command::new("timeout")
+        .args([
+            "300",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+        ])
+        .arg(repo("tests/ca-update-hook.sh"))
+        .arg(env!("CARGO_BIN_EXE_pipelock-containment"))
+        .arg(repo(""))
+        .arg(scratch.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(output.status.success(), "tests/ca-update-hook.sh failed");
+    assert!(stdout.contains("ok: update-ca-certificates regenerated the bundle"));
+}
+
+#[test]
+fn the_e2e_script_passes_shellcheck() {
+    if !have("shellcheck") {
+        eprintln!("SKIPPED: the_e2e_script_passes_shellcheck: shellcheck not installed");
+        return;
+    }
+    let output = Command::new("shellcheck")
+        .arg("--shell=sh")
+        .arg(repo("tests/ca-update-hook.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
