@@ -68,10 +68,12 @@ fn ca_units_pass_systemd_analyze_verify() {
         .tempdir()
         .unwrap();
     copy_dir(system_units, &root.path().join("usr/lib/systemd/system"));
-    write_executable(
-        &root.path().join(HELPER.trim_start_matches('/')),
-        "#!/bin/sh\n",
-    );
+    for program in [HELPER, "/usr/bin/sleep"] {
+        write_executable(
+            &root.path().join(program.trim_start_matches('/')),
+            "#!/bin/sh\n",
+        );
+    }
     let unit_dir = root.path().join("etc/systemd/system");
     std::fs::create_dir_all(&unit_dir).unwrap();
     let mut args = Vec::new();
