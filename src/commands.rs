@@ -69,11 +69,15 @@ fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
     }
     let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
     let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&outcome)? + "\n"
     } else {
-        for line in outcome.report() {
-            println!("{line}");
+        outcome.report().join("\n") + "\n"
+    };
+    // A closed stdout (`| head`) must not turn a finished refresh into a panic.
+    if let Err(err) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(err.into());
         }
     }
     for warning in &outcome.warnings {

@@ -267,36 +267,17 @@ pub fn refresh_at(paths: &CaPaths, owners: &Owners, now: i64, dry_run: bool) -> 
     } else {
         Some(lock_bundle_dir(&paths.combined_bundle)?)
     };
-    let system = read_limited(&paths.system_bundle)?.with_context(|| {
-        format!(
-            "the system CA bundle {} does not exist: install the distro's CA package \
-             (ca-certificates) or set ca.system_bundle in the config",
-            paths.system_bundle
-        )
-    })?;
-    let proxy = read_limited(&paths.proxy_ca)?;
-    let bundle = ca::build_bundle(
-        &system,
-        paths.system_bundle.as_str(),
-        proxy
-            .as_deref()
-            .map(|bytes| (bytes, paths.proxy_ca.as_str())),
-        now,
-    )
-    .with_context(|| {
-        format!(
-            "cannot build the combined CA bundle {}",
-            paths.combined_bundle
-        )
-    })?;
-
-    let action = install_bundle(
-        &paths.combined_bundle,
-        bundle.text.as_bytes(),
-        owners.bundle,
-        dry_run,
-    )?;
-    let key = fix_key(&paths.proxy_ca_key, owners, dry_run)?;
+    // The key is protected even when the bundle cannot be built: that matters more.
+    let key = fix_key(&paths.proxy_ca_key, owners, dry_run);
+    let built = build_and_install(paths, owners, now, dry_run);
+    let (bundle, action) = match (built, key.as_ref()) {
+        (Ok(built), _) => built,
+        (Err(err), Ok(_)) => return Err(err),
+        (Err(err), Err(key_err)) => {
+            return Err(err.context(format!("and the proxy CA key: {key_err:#}")))
+        }
+    };
+    let key = key?;
 
     Ok(CaOutcome {
         dry_run,
@@ -308,6 +289,65 @@ pub fn refresh_at(paths: &CaPaths, owners: &Owners, now: i64, dry_run: bool) -> 
         key,
         warnings: bundle.warnings,
     })
+}
+
+fn build_and_install(
+    paths: &CaPaths,
+    owners: &Owners,
+    now: i64,
+    dry_run: bool,
+) -> Result<(ca::Bundle, BundleAction)> {
+    let system = read_limited(&paths.system_bundle)?.with_context(|| {
+        format!(
+            "the system CA bundle {} does not exist: install the distro's CA package \
+             (ca-certificates) or set ca.system_bundle in the config",
+            paths.system_bundle
+        )
+    })?;
+    let proxy = read_limited(&paths.proxy_ca)?;
+    let bundle = match ca::build_bundle(
+        &system,
+        paths.system_bundle.as_str(),
+        proxy
+            .as_deref()
+            .map(|bytes| (bytes, paths.proxy_ca.as_str())),
+        now,
+    ) {
+        Ok(bundle) => bundle,
+        Err(err) => {
+            let exposed = matches!(err, ca::CaError::PrivateKey { .. })
+                && std::fs::metadata(&paths.proxy_ca).is_ok_and(|meta| {
+                    let access = FileAccess {
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                        mode: meta.mode() & 0o7777,
+                        has_acl: has_access_acl(&paths.proxy_ca).unwrap_or(true),
+                    };
+                    ca::can_read(&access, owners.agent_uid, &owners.agent_groups)
+                });
+            let err = anyhow::Error::new(err);
+            let err = if exposed {
+                err.context(format!(
+                    "{} holds a private key that the agent user can read: move the key to \
+                     ca.proxy_ca_key, and treat it as exposed (regenerate the proxy CA)",
+                    paths.proxy_ca
+                ))
+            } else {
+                err
+            };
+            return Err(err.context(format!(
+                "cannot build the combined CA bundle {}",
+                paths.combined_bundle
+            )));
+        }
+    };
+    let action = install_bundle(
+        &paths.combined_bundle,
+        bundle.text.as_bytes(),
+        owners.bundle,
+        dry_run,
+    )?;
+    Ok((bundle, action))
 }
 
 /// Read-only checks for `verify`/`status`.

@@ -169,6 +169,19 @@ fn a_refused_proxy_ca_keeps_the_previous_bundle() {
     assert!(text.contains("looks like a private key"), "{text}");
     assert_eq!(std::fs::read(&f.paths.combined_bundle).unwrap(), before);
     assert!(!String::from_utf8(before).unwrap().contains("PRIVATE KEY"));
+    // World-readable, so the agent can read the key there: said first.
+    std::fs::set_permissions(&f.paths.proxy_ca, Permissions::from_mode(0o644)).unwrap();
+    let err = refresh_at(&f.paths, &f.owners, now(), false).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("holds a private key that the agent user can read"),
+        "{err:#}"
+    );
+    // The key file proper is still locked down in the same run.
+    std::fs::write(&f.paths.proxy_ca_key, proxy.key_pem()).unwrap();
+    std::fs::set_permissions(&f.paths.proxy_ca_key, Permissions::from_mode(0o644)).unwrap();
+    assert!(refresh_at(&f.paths, &f.owners, now(), false).is_err());
+    let mode = std::fs::metadata(&f.paths.proxy_ca_key).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
 }
 
 #[test]
