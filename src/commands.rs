@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    ApplyArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs, ToolEditArgs, ToolsCommand,
-    ToolsListArgs,
+    ApplyArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs,
+    ToolEditArgs, ToolsCommand, ToolsListArgs,
 };
 use crate::config::{Config, ConfigError};
 use crate::exit;
@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tools(ToolsCommand::Add(args)) => tools_edit(args, true),
         Command::Tools(ToolsCommand::Remove(args)) => tools_edit(args, false),
         Command::Tools(ToolsCommand::List(args)) => tools_list(args),
+        Command::Ca(CaCommand::Refresh(args)) => ca_refresh(args),
     }
 }
 
@@ -248,4 +249,37 @@ fn tools_list(args: ToolsListArgs) -> Result<i32> {
         }
     }
     Ok(exit::OK)
+}
+
+fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if !args.dry_run && !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "pipelock-containment: error: `ca refresh` writes {} and sets the owner of {}: \
+             run it as root, or add --dry-run to see what it would do",
+            config.ca.combined_bundle, config.ca.proxy_ca_key
+        );
+        return Ok(exit::NEED_ROOT);
+    }
+    let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
+    let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&outcome)? + "\n"
+    } else {
+        outcome.report().join("\n") + "\n"
+    };
+    // A closed stdout (`| head`) must not turn a finished refresh into a panic.
+    if let Err(err) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(err.into());
+        }
+    }
+    for warning in &outcome.warnings {
+        eprintln!("pipelock-containment: warning: {warning}");
+    }
+    Ok(if outcome.key.agent_can_read && !args.dry_run {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }
