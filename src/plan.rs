@@ -838,6 +838,8 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
             .filter(|p| p.starts_with(paths::WRAPPER_DIR))
             .cloned(),
     );
+    // The purge list is state: it must outlive remove, for postrm purge.
+    files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
     for path in files {
         let previous = observed.file(&path);
         if previous != FileState::Absent {
@@ -1219,6 +1221,9 @@ mod tests {
         assert!(text.contains("user cc-agent\nuser pipelock-proxy\ngroup pipelock-operators\n"));
         let after = simulate(&empty_host(), &plan);
         assert!(after.manifest.as_ref().unwrap().delete_users_on_purge);
+        // Remove keeps it: postrm purge reads it after the conffile is gone.
+        let remove = plan_remove("cc-agent", &after);
+        assert!(!ids(&remove).contains(&format!("remove:{PURGE_ACCOUNTS_FILE}")));
         // Turning it off again removes the list.
         config.users.delete_on_purge = false;
         let plan = apply(&config, &after);
@@ -1306,7 +1311,10 @@ mod tests {
     fn remove_and_check(host: &Observed) -> Plan {
         let plan = plan_remove("cc-agent", host);
         let after = simulate(host, &plan);
-        assert!(after.files.values().all(|f| *f == FileState::Absent));
+        assert!(after
+            .files
+            .iter()
+            .all(|(p, f)| *f == FileState::Absent || p == PURGE_ACCOUNTS_FILE));
         assert_eq!(after.nft, NftState::Absent);
         assert!(after.manifest.as_ref().unwrap().files.is_empty());
         plan

@@ -377,3 +377,143 @@ fn maintainer_scripts_parse_and_pass_shellcheck() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    if which("systemd-analyze").is_none() {
+        skip(
+            "units_pass_systemd_analyze_verify",
+            "systemd-analyze is not installed",
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let dir = std::env::temp_dir().join(format!("lifecycle-units-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nftables.service.d")).unwrap();
+    for unit in ["pipelock-containment.service", "pipelock-proxy.service"] {
+        std::fs::copy(root.join(unit), dir.join(unit)).unwrap();
+    }
+    std::fs::copy(
+        root.join("nftables.service.d/pipelock-containment.conf"),
+        dir.join("nftables.service.d/pipelock-containment.conf"),
+    )
+    .unwrap();
+    // A stand-in nftables.service, so the drop-in and the ordering are checked too.
+    std::fs::write(
+        dir.join("nftables.service"),
+        "[Unit]\nDescription=nftables\nDefaultDependencies=no\nBefore=network-pre.target\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/nft -f /etc/nftables.conf\n\
+         ExecReload=/usr/sbin/nft -f /etc/nftables.conf\nExecStop=/usr/sbin/nft flush ruleset\n",
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .args([
+            "verify",
+            "--man=no",
+            "nftables.service",
+            "pipelock-containment.service",
+            "pipelock-proxy.service",
+        ])
+        .current_dir(&dir)
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
+
+#[test]
+fn deb_maintainer_scripts_handle_every_argument() {
+    if needs_root("deb_maintainer_scripts_handle_every_argument") {
+        return;
+    }
+    let sandbox = Sandbox::new("debscripts");
+    let out = sandbox.must(&format!(
+        r#"
+D={root}/debian
+sh -e $D/postinst configure "" > /tmp/out 2>&1 || {{ cat /tmp/out; fail "postinst configure (install)"; }}
+nft list table inet pipelock_containment >/dev/null || fail "no table after install"
+nft list ruleset > /tmp/rules
+# Upgrade: prerm upgrade must not touch the table; postinst configure re-applies atomically.
+sh -e $D/prerm upgrade 0.2.0 || fail "prerm upgrade"
+nft list ruleset | diff /tmp/rules - || fail "prerm upgrade changed the ruleset"
+sh -e $D/prerm failed-upgrade 0.1.0 || fail "prerm failed-upgrade"
+sh -e $D/prerm deconfigure in-favour other 1.0 || fail "prerm deconfigure"
+nft list ruleset | diff /tmp/rules - || fail "prerm opened a window"
+sh -e $D/postrm upgrade 0.2.0 || fail "postrm upgrade"
+sh -e $D/postinst configure 0.1.0 > /tmp/out 2>&1 || fail "postinst configure (upgrade)"
+grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade with same templates changed something"; }}
+for a in abort-upgrade abort-remove abort-deconfigure; do
+    sh -e $D/postinst $a 0.1.0 >/dev/null 2>&1 || fail "postinst $a"
+done
+sh -e $D/postrm abort-install || fail "postrm abort-install"
+sh -e $D/postrm abort-upgrade 0.1.0 || fail "postrm abort-upgrade"
+sh -e $D/postrm failed-upgrade 0.1.0 || fail "postrm failed-upgrade"
+sh -e $D/postinst bogus 2>/dev/null && fail "postinst accepted an unknown argument"
+sh -e $D/prerm bogus 2>/dev/null && fail "prerm accepted an unknown argument"
+sh -e $D/postrm bogus 2>/dev/null && fail "postrm accepted an unknown argument"
+# Opt in, then remove and purge as dpkg does: prerm remove, files (helper, conffile) gone,
+# postrm remove, postrm purge.
+sed -i 's/delete_on_purge = false/delete_on_purge = true/' /etc/pipelock-containment/containment.toml
+sh -e $D/postinst configure 0.1.0 >/dev/null || fail "apply opt-in"
+sh -e $D/prerm remove > /tmp/out 2>&1 || {{ cat /tmp/out; fail "prerm remove"; }}
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after prerm remove"
+[ ! -e /etc/sudoers.d/pipelock-containment ] || fail "sudoers left after remove"
+rm /usr/bin/pipelock-containment /etc/pipelock-containment/containment.toml
+sh -e $D/postrm remove || fail "postrm remove"
+getent passwd cc-agent >/dev/null || fail "users deleted on remove"
+sh -e $D/postrm purge || fail "postrm purge"
+getent passwd cc-agent >/dev/null && fail "agent kept despite opt-in"
+getent group pipelock-operators >/dev/null && fail "operators group kept despite opt-in"
+[ ! -e /var/lib/pipelock-containment ] || fail "state left after purge"
+[ ! -e /etc/pipelock-containment ] || fail "config dir left after purge"
+echo OK
+"#,
+        root = env!("CARGO_MANIFEST_DIR")
+    ));
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn rpm_scriptlets_follow_dollar_one() {
+    if needs_root("rpm_scriptlets_follow_dollar_one") {
+        return;
+    }
+    let sandbox = Sandbox::new("rpmscripts");
+    let out = sandbox.must(&format!(
+        r#"
+R={root}/rpm
+sh $R/pre.sh 1 || fail "%pre 1"
+getent passwd cc-agent >/dev/null || fail "%pre created no agent"
+sh $R/post.sh 1 > /tmp/out 2>&1 || {{ cat /tmp/out; fail "%post 1"; }}
+[ -d "$(getent passwd cc-agent | cut -d: -f6)" ] || fail "agent home missing after %pre + %post"
+nft list ruleset > /tmp/rules
+# rpm -U: new %pre 2, new %post 2, old %preun 1, old %postun 1.
+sh $R/pre.sh 2 && sh $R/post.sh 2 > /tmp/out 2>&1 || fail "%post 2"
+grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade changed something"; }}
+sh $R/preun.sh 1 && sh $R/postun.sh 1 || fail "%preun/%postun 1"
+nft list ruleset | diff /tmp/rules - || fail "upgrade scriptlets touched the ruleset"
+[ -f /var/lib/pipelock-containment/manifest.json ] || fail "%postun 1 removed the state"
+# rpm -e: %preun 0, files removed, %postun 0.
+sh $R/preun.sh 0 > /tmp/out 2>&1 || {{ cat /tmp/out; fail "%preun 0"; }}
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after erase"
+rm /usr/bin/pipelock-containment
+sh $R/postun.sh 0 || fail "%postun 0"
+[ ! -e /var/lib/pipelock-containment ] || fail "state left after erase"
+getent passwd cc-agent >/dev/null || fail "users deleted without opt-in"
+echo OK
+"#,
+        root = env!("CARGO_MANIFEST_DIR")
+    ));
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}

@@ -901,6 +901,26 @@ pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
     ))
 }
 
+/// The agent's home exists, owned by the agent, mode 0750 (sysusers and rpm %pre make none).
+/// Like the accounts, it is created and never removed.
+fn ensure_agent_home(config: &Config, log: Log<'_>) -> Result<()> {
+    let Some(user) = User::from_name(&config.users.agent)? else {
+        return Ok(());
+    };
+    let home =
+        Utf8PathBuf::from_path_buf(user.dir).unwrap_or_else(|_| config.users.agent_home.clone());
+    if home.exists() || home.as_str() == "/nonexistent" || home.as_str() == "/" {
+        return Ok(());
+    }
+    log(&format!("  create the agent's home {home}"));
+    create_parents(&home.join("x"))?;
+    nix::unistd::chown(home.as_std_path(), Some(user.uid), Some(user.gid))
+        .with_context(|| format!("chown {home}"))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("chmod {home}"))?;
+    Ok(())
+}
+
 /// The outcome of `apply_host`, for output.
 pub struct Applied {
     pub plan: Plan,
@@ -978,6 +998,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
             groups_created.push(config.users.operators_group.clone());
         }
     }
+    ensure_agent_home(config, log)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
