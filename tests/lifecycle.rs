@@ -517,3 +517,35 @@ echo OK
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
 }
+
+#[test]
+fn image_build_without_kernel_nftables_defers_the_table() {
+    if needs_root("image_build_without_kernel_nftables_defers_the_table") {
+        return;
+    }
+    let sandbox = Sandbox::new("image");
+    let out = sandbox.must(
+        r#"
+# No CAP_NET_ADMIN: the kernel's nftables is out of reach, as in an image build.
+nocap() { setpriv --bounding-set -net_admin --inh-caps -net_admin "$@"; }
+nocap nft list tables >/dev/null 2>&1 && fail "nft still reachable without CAP_NET_ADMIN"
+nocap pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply without nftables"; }
+cat /tmp/out
+grep -q "^deferred: the kernel's nftables is not reachable" /tmp/out || fail "table deferral not said"
+grep -q "loads /etc/nftables.d/pipelock-containment.nft at first boot" /tmp/out || fail "first boot not said"
+grep -q "^deferred: systemd is not running" /tmp/out || fail "unit deferral not said"
+[ -f /etc/nftables.d/pipelock-containment.nft ] || fail "rule file not rendered"
+[ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "unit not enabled"
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table loaded in an image build"
+jq -e '.table_loaded == false' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest"
+nocap pipelock-containment apply | grep -qx "no changes" || fail "second image-build apply changed something"
+# First boot with the kernel back: the next apply loads the table.
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply with nftables"; }
+grep -q "load the nft table" /tmp/out || { cat /tmp/out; fail "table not loaded once reachable"; }
+nft list table inet pipelock_containment >/dev/null || fail "table missing"
+echo OK
+"#,
+    );
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
