@@ -206,6 +206,7 @@ PIPELOCK_CONTAINMENT_FAIL_AT=validate:/etc/nftables.d/pipelock-containment.nft \
 mkdir -p /var/lib/pipelock-containment/wrappers
 snap > /tmp/before; nft list ruleset > /tmp/rules-before
 check() {
+    grep -q "the host is as before" /tmp/out || fail "rollback after $1 not reported complete"
     snap > /tmp/after; nft list ruleset > /tmp/rules-after
     diff /tmp/before /tmp/after || fail "files differ after $1"
     diff /tmp/rules-before /tmp/rules-after || fail "ruleset differs after $1"

@@ -252,6 +252,38 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     })
 }
 
+/// One run at a time (dpkg and an admin may call apply together): an exclusive lock on
+/// /run/lock/pipelock-containment.lock, held until the returned guard drops. No /run (an odd
+/// chroot): no lock.
+pub fn lock(log: Log<'_>) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = ["/run/lock", "/run"]
+        .into_iter()
+        .find(|d| Utf8Path::new(d).is_dir());
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let path = Utf8Path::new(dir).join("pipelock-containment.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening the lock {path}"))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => Ok(Some(guard)),
+        Err((file, _)) => {
+            log(&format!(
+                "waiting for another pipelock-containment run ({path})"
+            ));
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map(Some)
+                .map_err(|(_, err)| anyhow!("locking {path}: {err}"))
+        }
+    }
+}
+
 /// Refuse to run over upstream `pipelock contain`.
 pub fn refuse_upstream() -> Result<()> {
     let found: Vec<&str> = plan::UPSTREAM_ARTEFACTS
@@ -352,19 +384,25 @@ impl<'a> Executor<'a> {
                     self.errors.push(format!("{id}: {err:#}"));
                     continue;
                 }
-                let undone = self.rollback();
+                let (undone, failed) = self.rollback();
+                let outcome = if failed.is_empty() {
+                    "the host is as before".to_string()
+                } else {
+                    format!("ROLLBACK INCOMPLETE, check by hand: {}", failed.join("; "))
+                };
                 return Err(err.context(format!(
-                    "step `{id}` ({step}) failed; rolled back {undone} completed step(s), the \
-                     host is as before"
+                    "step `{id}` ({step}) failed; rolled back {undone} completed step(s), \
+                     {outcome}"
                 )));
             }
         }
         Ok(())
     }
 
-    fn rollback(&mut self) -> usize {
+    fn rollback(&mut self) -> (usize, Vec<String>) {
         let records = std::mem::take(&mut self.undo);
         let count = records.len();
+        let mut failed = Vec::new();
         let mut reload = false;
         let mut restart_proxy = false;
         for (id, undo) in records.into_iter().rev() {
@@ -375,6 +413,7 @@ impl<'a> Executor<'a> {
             }
             if let Err(err) = self.undo_one(&undo) {
                 (self.log)(&format!("  rollback of {id} FAILED: {err:#}"));
+                failed.push(format!("{id}: {err:#}"));
             } else {
                 (self.log)(&format!("  rolled back {id}"));
             }
@@ -385,12 +424,13 @@ impl<'a> Executor<'a> {
                 let _ = run("systemctl", &["try-restart", plan::PROXY_UNIT]);
             }
         }
-        count
+        (count, failed)
     }
 
     fn undo_one(&mut self, undo: &Undo) -> Result<()> {
         match undo {
             Undo::RestoreFile { path, previous } => match previous {
+                FileState::Absent if std::fs::symlink_metadata(path).is_err() => Ok(()),
                 FileState::Absent => match std::fs::remove_file(path) {
                     Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                         Err(err).with_context(|| format!("removing {path}"))
@@ -649,6 +689,7 @@ fn validate(
                     ));
                     Ok(())
                 }
+                (Err(err), _) if err.to_string().contains("not found on PATH") => Err(err),
                 (Err(err), _) => Err(err.context(format!("nft rejects the rendered {path}"))),
             },
         }
@@ -971,6 +1012,7 @@ pub fn plan_for_host(
 
 /// Apply for real: accounts, then plan and execute with rollback.
 pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
+    let _lock = lock(log)?;
     refuse_upstream()?;
     let accounts = observe_accounts(config)?;
     let account_steps = plan::plan_accounts(config, &accounts);
@@ -1014,6 +1056,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
 
 /// Remove (best effort: every step is tried; errors are collected and returned).
 pub fn remove_host(config_agent: &str, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+    let _lock = lock(log)?;
     let observed = observe(&[])?;
     let plan = plan::plan_remove(config_agent, &observed);
     let mut executor = Executor::new(log, &observed);
