@@ -206,11 +206,27 @@ pub fn observe_user_units() -> Vec<UserUnitLink> {
             ) else {
                 continue;
             };
+            let was_active = match &owner {
+                Some(owner) if systemd_running() => run(
+                    "systemctl",
+                    &[
+                        "--user",
+                        "-M",
+                        &format!("{owner}@"),
+                        "is-active",
+                        "--quiet",
+                        plan::USER_PIPELOCK_UNIT,
+                    ],
+                )
+                .map(|out| out.status.success())
+                .unwrap_or(false),
+                _ => false,
+            };
             links.push(UserUnitLink {
                 owner: owner.clone(),
                 link,
                 target,
-                was_active: false,
+                was_active,
             });
         }
     }
@@ -480,15 +496,20 @@ impl<'a> Executor<'a> {
                 contents,
             } => validate(path, *validator, contents, &self.nft_before, self.log),
             Step::DisableUserUnit { link } => {
-                if self.systemd_running {
-                    if let Some(owner) = &link.owner {
-                        let machine = format!("{owner}@");
-                        // Best effort: the user may have no running manager.
-                        let _ = run(
-                            "systemctl",
-                            &["--user", "-M", &machine, "stop", plan::USER_PIPELOCK_UNIT],
-                        );
-                    }
+                if let (true, Some(owner)) = (link.was_active, &link.owner) {
+                    let machine = format!("{owner}@");
+                    self.record(
+                        format!("{id}:stop"),
+                        Undo::Systemctl(
+                            ["--user", "-M", &machine, "start", plan::USER_PIPELOCK_UNIT]
+                                .map(String::from)
+                                .to_vec(),
+                        ),
+                    );
+                    run_ok(
+                        "systemctl",
+                        &["--user", "-M", &machine, "stop", plan::USER_PIPELOCK_UNIT],
+                    )?;
                 }
                 std::fs::remove_file(&link.link)
                     .with_context(|| format!("removing {}", link.link))?;
@@ -650,6 +671,15 @@ impl<'a> Executor<'a> {
                     }
                     std::os::unix::fs::symlink(&link.target, &link.link)
                         .with_context(|| format!("re-creating {}", link.link))?;
+                }
+                if let (true, true, Some(owner)) =
+                    (link.was_active, self.systemd_running, &link.owner)
+                {
+                    let machine = format!("{owner}@");
+                    run_ok(
+                        "systemctl",
+                        &["--user", "-M", &machine, "start", plan::USER_PIPELOCK_UNIT],
+                    )?;
                 }
                 Ok(())
             }
