@@ -651,11 +651,8 @@ impl<'a> Executor<'a> {
                 (self.log)(&format!("  {message}"));
                 Ok(())
             }
-            Step::DeleteNftTable => run_ok(
-                "nft",
-                &["delete", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
-            )
-            .map(drop),
+            // Already gone (the unit's ExecStop deleted it) is fine.
+            Step::DeleteNftTable => restore_table(None),
             Step::RemoveDirIfEmpty { path } => {
                 if let Ok(mut entries) = std::fs::read_dir(path) {
                     if entries.next().is_none() {
