@@ -788,7 +788,8 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         manifest.agent_user.clone()
     };
     if observed.systemd_running {
-        if observed.unit(PROXY_UNIT).active {
+        // Also when not "active": a failing proxy sits in its Restart= loop ("activating").
+        if observed.unit(PROXY_UNIT).installed {
             plan.steps.push(Step::StopUnit {
                 unit: PROXY_UNIT.into(),
             });
