@@ -550,3 +550,37 @@ echo OK
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
 }
+
+#[test]
+fn accounts_come_from_sysusers_when_packaged_and_names_are_defaults() {
+    if needs_root("accounts_come_from_sysusers_when_packaged_and_names_are_defaults") {
+        return;
+    }
+    let sandbox = Sandbox::new("sysusers");
+    let out = sandbox.must(
+        r#"
+cat > /usr/lib/sysusers.d/pipelock-containment.conf <<'X'
+g pipelock-operators -
+u pipelock-proxy - "pipelock egress proxy" /var/lib/pipelock /usr/sbin/nologin
+u cc-agent - "pipelock-contained agent" /var/lib/cc-agent /usr/sbin/nologin
+X
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply"; }
+grep -q "systemd-sysusers /usr/lib/sysusers.d/pipelock-containment.conf" /tmp/out || { cat /tmp/out; fail "sysusers not used"; }
+getent passwd cc-agent | grep -q ":/var/lib/cc-agent:/usr/sbin/nologin$" || fail "agent account"
+[ "$(stat -c '%U %a' /var/lib/cc-agent)" = "cc-agent 750" ] || fail "agent home not made"
+pipelock-containment apply | grep -qx "no changes" || fail "not idempotent"
+
+# A renamed agent is not in the packaged file: adduser/useradd instead, with the config's home.
+sed -i -e 's/^agent = "cc-agent"/agent = "lifecycle-robot"/' -e 's|^agent_home = .*|agent_home = "/srv/lifecycle-robot"|' \
+    /etc/pipelock-containment/containment.toml
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply renamed"; }
+grep -q "create system user lifecycle-robot (home /srv/lifecycle-robot)" /tmp/out || { cat /tmp/out; fail "renamed user"; }
+[ "$(stat -c '%U %a' /srv/lifecycle-robot)" = "lifecycle-robot 750" ] || fail "renamed home"
+uid=$(id -u lifecycle-robot)
+nft list table inet pipelock_containment | grep -q "meta skuid $uid jump" || fail "table not re-rendered for the new agent"
+echo OK
+"#,
+    );
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
