@@ -114,6 +114,9 @@ pub struct Manifest {
     pub user_units_disabled: Vec<UserUnitLink>,
     /// Whether the table was loaded into the kernel (false: deferred to first boot).
     pub table_loaded: bool,
+    /// The agent UID the rule file was rendered for.
+    #[serde(default)]
+    pub agent_uid: Option<u32>,
 }
 
 impl Manifest {
@@ -245,9 +248,11 @@ pub enum Step {
     DisableUnit {
         unit: String,
     },
-    /// SIGTERM every process of the user, wait a grace period, then SIGKILL.
+    /// SIGTERM every process of the user (or of `uid`, when the account was renamed or
+    /// recreated), wait a grace period, then SIGKILL.
     EndProcesses {
         user: String,
+        uid: Option<u32>,
         grace_seconds: u64,
     },
     DeleteNftTable,
@@ -339,10 +344,13 @@ impl fmt::Display for Step {
             Step::DisableUnit { unit } => write!(f, "disable {unit}"),
             Step::EndProcesses {
                 user,
+                uid,
                 grace_seconds,
             } => write!(
                 f,
-                "end processes of {user} (SIGTERM, {grace_seconds} s grace, then SIGKILL)"
+                "end processes of {user}{} (SIGTERM, {grace_seconds} s grace, then SIGKILL)",
+                uid.map(|uid| format!(" (former agent UID {uid})"))
+                    .unwrap_or_default()
             ),
             Step::DeleteNftTable => write!(f, "delete the nft table inet {}", paths::NFT_TABLE),
             Step::RemoveDirIfEmpty { path } => write!(f, "remove the directory {path} if empty"),
@@ -566,6 +574,8 @@ pub struct ApplyInput<'a> {
     pub users_created: &'a [String],
     pub groups_created: &'a [String],
     pub version: &'a str,
+    /// The agent UID the files were rendered for (facts).
+    pub agent_uid: u32,
     pub now: u64,
 }
 
@@ -624,6 +634,22 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         if let Some(step) = write(path, *mode, contents) {
             rule_file_changed = true;
             steps.push(step);
+        }
+    }
+    // The agent changed (renamed, or recreated with another UID): the new table no longer
+    // matches the old UID, so its processes would run uncontained. End them first.
+    if let Some(old) = observed.manifest.as_ref().and_then(|m| m.agent_uid) {
+        if old != input.agent_uid {
+            let name = observed
+                .manifest
+                .as_ref()
+                .map(|m| m.agent_user.clone())
+                .unwrap_or_default();
+            steps.push(Step::EndProcesses {
+                user: name,
+                uid: Some(old),
+                grace_seconds: 5,
+            });
         }
     }
     let rule_file = Utf8PathBuf::from(paths::RULE_FILE);
@@ -759,6 +785,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         units_enabled,
         user_units_disabled,
         table_loaded,
+        agent_uid: Some(input.agent_uid),
     };
     let manifest_changed = match &observed.manifest {
         Some(old) => !old.same_content(&manifest),
@@ -800,6 +827,7 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
     }
     plan.steps.push(Step::EndProcesses {
         user: agent,
+        uid: None,
         grace_seconds: 5,
     });
     if observed.systemd_running && observed.unit(CONTAINMENT_UNIT).active {
@@ -929,6 +957,7 @@ mod tests {
             users_created: &[],
             groups_created: &[],
             version: "0.1.0",
+            agent_uid: 987,
             now: 1000,
         })
     }
@@ -1029,6 +1058,7 @@ mod tests {
             users_created: &[],
             groups_created: &[],
             version: "0.2.0",
+            agent_uid: 987,
             now: 2000,
         });
         assert_eq!(ids(&plan), ["manifest"]);
@@ -1336,6 +1366,32 @@ mod tests {
         let plan = plan_remove("cc-agent", &host);
         position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
         assert!(!ids(&plan).contains(&"manifest".to_string()));
+    }
+
+    #[test]
+    fn a_changed_agent_uid_ends_the_former_agents_processes_before_the_swap() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        assert_eq!(after.manifest.as_ref().unwrap().agent_uid, Some(987));
+        let mut facts = facts();
+        facts.agent.uid = 990;
+        let files = crate::render::render_all(&config, &facts).unwrap();
+        let plan = plan_apply(&ApplyInput {
+            config: &config,
+            rendered: &files,
+            observed: &after,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            agent_uid: 990,
+            now: 3000,
+        });
+        let end = position(&plan, "processes:cc-agent");
+        assert!(matches!(
+            &plan.steps[end],
+            Step::EndProcesses { uid: Some(987), .. }
+        ));
+        assert!(end < position(&plan, "nft:load"));
     }
 
     #[test]

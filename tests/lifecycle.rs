@@ -571,11 +571,17 @@ getent passwd cc-agent | grep -q ":/var/lib/cc-agent:/usr/sbin/nologin$" || fail
 pipelock-containment apply | grep -qx "no changes" || fail "not idempotent"
 
 # A renamed agent is not in the packaged file: adduser/useradd instead, with the config's home.
+# The former agent's processes would be uncontained under the new table: they are ended.
+old_uid=$(id -u cc-agent)
+setpriv --reuid cc-agent --regid cc-agent --clear-groups sleep 1000 &
+sleep 0.2
 sed -i -e 's/^agent = "cc-agent"/agent = "lifecycle-robot"/' -e 's|^agent_home = .*|agent_home = "/srv/lifecycle-robot"|' \
     /etc/pipelock-containment/containment.toml
 pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply renamed"; }
 grep -q "create system user lifecycle-robot (home /srv/lifecycle-robot)" /tmp/out || { cat /tmp/out; fail "renamed user"; }
 [ "$(stat -c '%U %a' /srv/lifecycle-robot)" = "lifecycle-robot 750" ] || fail "renamed home"
+grep -q "former agent UID $old_uid" /tmp/out || { cat /tmp/out; fail "former agent's processes not ended"; }
+[ "$(pgrep -c -u "$old_uid" || true)" = 0 ] || fail "a former agent process survives"
 uid=$(id -u lifecycle-robot)
 nft list table inet pipelock_containment | grep -q "meta skuid $uid jump" || fail "table not re-rendered for the new agent"
 echo OK

@@ -645,9 +645,10 @@ impl<'a> Executor<'a> {
             .map(drop),
             Step::EndProcesses {
                 user,
+                uid,
                 grace_seconds,
             } => {
-                let message = end_processes(user, Duration::from_secs(*grace_seconds))?;
+                let message = end_processes(user, *uid, Duration::from_secs(*grace_seconds))?;
                 (self.log)(&format!("  {message}"));
                 Ok(())
             }
@@ -935,11 +936,12 @@ pub fn processes_of(uid: u32) -> Vec<i32> {
 }
 
 /// SIGTERM every process of `user`, wait up to `grace`, SIGKILL what is left.
-pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
-    let Some(account) = User::from_name(user)? else {
-        return Ok(format!("no user {user}: no process to end"));
+pub fn end_processes(user: &str, uid: Option<u32>, grace: Duration) -> Result<String> {
+    let uid = match (uid, User::from_name(user)?) {
+        (Some(uid), _) => uid,
+        (None, Some(account)) => account.uid.as_raw(),
+        (None, None) => return Ok(format!("no user {user}: no process to end")),
     };
-    let uid = account.uid.as_raw();
     let found = processes_of(uid);
     if found.is_empty() {
         return Ok(format!("no process was running as {user}"));
@@ -1032,6 +1034,7 @@ pub fn plan_for_host(
         users_created,
         groups_created,
         version: env!("CARGO_PKG_VERSION"),
+        agent_uid: facts.agent.uid,
         now,
     });
     Ok((plan, observed, warnings))
