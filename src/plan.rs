@@ -825,6 +825,39 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         plan.notes
             .push("systemd is not running: no unit is stopped".into());
     }
+    // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
+    let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
+    for path in [
+        paths::RULE_FILE,
+        paths::SUDOERS_DROPIN,
+        paths::PROXY_UNIT_DROPIN,
+        paths::LAUNCHER,
+    ] {
+        files.insert(path.into());
+    }
+    files.extend(
+        observed
+            .files
+            .keys()
+            .filter(|p| p.starts_with(paths::WRAPPER_DIR))
+            .cloned(),
+    );
+    // The purge list is state: it must outlive remove, for postrm purge.
+    files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
+    // First take away the way to start agents (sudoers grant, launcher, wrappers), so no new
+    // agent starts between ending the running ones and deleting the table.
+    let (launch, rest): (Vec<_>, Vec<_>) = files.into_iter().partition(|path| {
+        path.as_str() == paths::SUDOERS_DROPIN || path.starts_with(paths::WRAPPER_DIR)
+    });
+    let remove_files = |plan: &mut Plan, paths: Vec<Utf8PathBuf>| {
+        for path in paths {
+            let previous = observed.file(&path);
+            if previous != FileState::Absent {
+                plan.steps.push(Step::RemoveFile { path, previous });
+            }
+        }
+    };
+    remove_files(&mut plan, launch);
     plan.steps.push(Step::EndProcesses {
         user: agent,
         uid: None,
@@ -850,33 +883,12 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
             });
         }
     }
-    // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
-    let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
-    for path in [
-        paths::RULE_FILE,
-        paths::SUDOERS_DROPIN,
-        paths::PROXY_UNIT_DROPIN,
-        paths::LAUNCHER,
-    ] {
-        files.insert(path.into());
-    }
-    files.extend(
-        observed
-            .files
-            .keys()
-            .filter(|p| p.starts_with(paths::WRAPPER_DIR))
-            .cloned(),
-    );
-    // The purge list is state: it must outlive remove, for postrm purge.
-    files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
-    for path in files {
-        let previous = observed.file(&path);
-        if previous != FileState::Absent {
-            plan.steps.push(Step::RemoveFile { path, previous });
-        }
-    }
+    remove_files(&mut plan, rest);
     for dir in [
         paths::WRAPPER_DIR,
+        Utf8Path::new(paths::RULE_FILE)
+            .parent()
+            .map_or("", |p| p.as_str()),
         Utf8Path::new(paths::PROXY_UNIT_DROPIN)
             .parent()
             .map_or("", |p| p.as_str()),
@@ -1330,9 +1342,13 @@ mod tests {
         let plan = remove_and_check(&host);
         let ids = ids(&plan);
         let stop_proxy = position(&plan, "systemd:stop:pipelock-proxy.service");
+        let sudoers = position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
+        let launcher = position(&plan, &format!("remove:{}", paths::LAUNCHER));
         let end = position(&plan, "processes:cc-agent");
         let delete = position(&plan, "nft:delete");
         assert!(stop_proxy < end && end < delete, "{ids:?}");
+        // No new agent can start between ending the old ones and deleting the table.
+        assert!(sudoers < end && launcher < end, "{ids:?}");
         for path in [paths::RULE_FILE, paths::SUDOERS_DROPIN, paths::LAUNCHER] {
             position(&plan, &format!("remove:{path}"));
         }

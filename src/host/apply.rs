@@ -898,7 +898,7 @@ fn run_account_step(step: &Step) -> Result<()> {
     }
 }
 
-/// Every PID whose real or effective UID is `uid` (from /proc), except ourselves.
+/// Every live (not zombie) PID whose real or effective UID is `uid` (from /proc), except ourselves.
 pub fn processes_of(uid: u32) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut pids = Vec::new();
@@ -919,6 +919,13 @@ pub fn processes_of(uid: u32) -> Vec<i32> {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
+        // A zombie has ended already; only its parent can reap it.
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            continue;
+        }
         let uids = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
@@ -959,8 +966,23 @@ pub fn end_processes(user: &str, uid: Option<u32>, grace: Duration) -> Result<St
     for pid in &left {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
+    // Children forked since the last scan get SIGKILL too, until none is left.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !processes_of(uid).is_empty() && Instant::now() < deadline {
+    loop {
+        let left = processes_of(uid);
+        if left.is_empty() || Instant::now() >= deadline {
+            if !left.is_empty() {
+                bail!(
+                    "{} process(es) of {user} (UID {uid}) survived SIGKILL: {:?}",
+                    left.len(),
+                    left
+                );
+            }
+            break;
+        }
+        for pid in &left {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(format!(
