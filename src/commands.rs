@@ -66,6 +66,15 @@ fn check_config(args: CheckConfigArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `println!` that ignores a closed stdout (`| head`, a maintainer script's pipe): output must
+/// never abort a half-done apply or remove.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn need_root(what: &str) -> Option<i32> {
     if host::apply::is_root() {
         return None;
@@ -77,8 +86,11 @@ fn need_root(what: &str) -> Option<i32> {
     Some(exit::NEED_ROOT)
 }
 
+/// Progress output. A closed stdout (`| head`, a maintainer script's pipe) must not abort a
+/// half-done apply or remove, so write errors are ignored.
 fn print_line(line: &str) {
-    println!("{line}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn apply_command(args: ApplyArgs) -> Result<i32> {
@@ -100,7 +112,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
                 "warnings": warnings,
                 "diff": plan.diff(),
             });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             for warning in &warnings {
                 eprintln!("warning: {warning}");
@@ -113,7 +125,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         return Ok(code);
     }
     if !args.json {
-        println!("pipelock-containment apply:");
+        print_line("pipelock-containment apply:");
     }
     let mut log = print_line;
     let mut quiet = |_: &str| {};
@@ -127,19 +139,19 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             "accounts": applied.account_steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "notes": plan.notes,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit::OK);
     }
     if plan.is_noop() && applied.account_steps.is_empty() {
-        println!("no changes");
+        outln!("no changes");
     } else {
-        println!(
+        outln!(
             "applied {} step(s)",
             plan.steps.len() + applied.account_steps.len()
         );
     }
     for note in &plan.notes {
-        println!("deferred: {note}");
+        outln!("deferred: {note}");
     }
     Ok(exit::OK)
 }
@@ -164,19 +176,19 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     let agent = config
         .as_ref()
         .map_or_else(|| Config::defaults().users.agent, |c| c.users.agent.clone());
-    println!("pipelock-containment {what}:");
+    print_line(&format!("pipelock-containment {what}:"));
     let mut log = print_line;
     let (plan, mut errors) = host::apply::remove_host(&agent, &mut log)?;
     for note in &plan.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     if purge {
         errors.extend(host::apply::purge_host(config.as_ref(), &mut log)?);
     } else {
-        println!("kept: the users and {}", args.config.config);
+        outln!("kept: the users and {}", args.config.config);
     }
     if errors.is_empty() {
-        println!("{what}: done");
+        outln!("{what}: done");
         return Ok(exit::OK);
     }
     eprintln!(
