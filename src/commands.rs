@@ -8,11 +8,16 @@ use crate::exit;
 use crate::host;
 use crate::render;
 
+mod grants_cli;
+
 /// Run the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Render(args) => render_command(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Grant(args) => grants_cli::grant(args),
+        Command::Revoke(args) => grants_cli::revoke(args),
+        Command::Grants(args) => grants_cli::grants(args),
     }
 }
 
@@ -20,6 +25,11 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err.chain().any(|cause| cause.is::<ConfigError>()) {
         exit::CONFIG
+    } else if err
+        .chain()
+        .any(|cause| cause.is::<host::grants::NeedRoot>())
+    {
+        exit::NEED_ROOT
     } else {
         exit::FAILURE
     }

@@ -430,11 +430,14 @@ pub enum AclKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// A parent directory: traversal only.
+    /// A parent directory: traversal only (an explicit `--x`, so it cannot list it either).
     Parent,
+    /// A file or directory beside the path to the grant, below the first parent the agent
+    /// could not pass before: an explicit empty entry, so traversal opens nothing else.
+    Sibling,
     /// A path in the granted tree.
     Tree,
-    /// A credential file in the tree whose existing agent entry the grant removed.
+    /// A credential in the tree: the agent got an explicit empty entry.
     Credential,
 }
 
@@ -453,31 +456,38 @@ pub struct AclChange {
     pub previous_default_existed: bool,
 }
 
-/// Set the agent's entry to `desired` (or remove it with `None`) and keep the mask allowing it.
-/// Bits are only ever added to an existing entry, so a wider pre-existing entry stays.
-/// Returns the new ACL and the change to record, or `None` if nothing changes.
+/// What a grant wants for the agent on one ACL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    /// At least these bits (an existing wider entry stays as it is).
+    Add(u8),
+    /// An explicit empty entry (`u:agent:---`): credentials stay closed to the agent even where
+    /// the `other` bits would let it read them.
+    Deny,
+}
+
+/// Plan the agent's entry and a mask that lets it through (widened by the agent's bits only,
+/// so other named entries gain nothing that was masked). Returns the new ACL and the previous
+/// entry and mask to record, or `None` if nothing changes.
 pub fn plan_entry(
     current: &Acl,
     agent: u32,
-    desired: Option<u8>,
+    desired: Desired,
 ) -> Option<(Acl, Option<u8>, Option<u8>)> {
     let previous = current.users.get(&agent).copied();
     let mut next = current.clone();
     match desired {
-        Some(bits) => {
+        Desired::Add(bits) => {
             let perm = previous.unwrap_or(0) | bits;
             next.users.insert(agent, perm);
             next.mask = Some(match current.mask {
-                // Widen the existing mask by what the agent needs, and no more.
                 Some(mask) => mask | perm,
                 None => next.computed_mask(),
             });
         }
-        None => {
-            next.users.remove(&agent);
-            if !next.has_named() && current.mask.is_some() && previous.is_some() {
-                next.mask = None;
-            }
+        Desired::Deny => {
+            next.users.insert(agent, 0);
+            next.mask = Some(current.mask.unwrap_or_else(|| next.computed_mask()));
         }
     }
     (next != *current).then_some((next, previous, current.mask))
@@ -589,11 +599,27 @@ impl Records {
     /// The change an active grant recorded for this ACL, if any: a later grant that needs the
     /// same parent entry records the state from before the first grant, not the first grant's.
     pub fn original_state(&self, path: &Utf8Path, kind: AclKind) -> Option<&AclChange> {
-        self.grants
-            .iter()
-            .flat_map(|g| &g.entries)
-            .find(|c| c.path == path && c.kind == kind)
+        original_state(&self.grants, path, kind)
     }
+}
+
+/// The change one of `grants` recorded for this ACL (see `Records::original_state`).
+pub fn original_state<'a>(
+    grants: &'a [GrantRecord],
+    path: &Utf8Path,
+    kind: AclKind,
+) -> Option<&'a AclChange> {
+    grants
+        .iter()
+        .flat_map(|g| &g.entries)
+        .find(|c| c.path == path && c.kind == kind)
+}
+
+/// The child of `parent` on the way down to `path` (`parent` must be an ancestor of `path`).
+pub fn next_on_path(parent: &Utf8Path, path: &Utf8Path) -> Option<Utf8PathBuf> {
+    let rest = path.strip_prefix(parent).ok()?;
+    let first = rest.components().next()?;
+    Some(parent.join(first.as_str()))
 }
 
 /// What revoke does with one recorded change.
@@ -601,29 +627,51 @@ impl Records {
 pub enum RevokeStep {
     /// Put the recorded state back.
     Restore(AclChange),
-    /// Another grant still needs this entry (a shared parent): leave it.
+    /// Another grant still needs this entry (a shared parent, or its own tree root): leave it.
     Keep {
+        change: AclChange,
+        needed_by: Utf8PathBuf,
+    },
+    /// Another grant keeps this path closed (it lies beside that grant's path): close it again.
+    Deny {
         change: AclChange,
         needed_by: Utf8PathBuf,
     },
 }
 
+impl RevokeStep {
+    pub fn change(&self) -> &AclChange {
+        match self {
+            RevokeStep::Restore(c)
+            | RevokeStep::Keep { change: c, .. }
+            | RevokeStep::Deny { change: c, .. } => c,
+        }
+    }
+}
+
 /// Compute what revoking `revoked` must undo, given the grants that stay.
-/// Tree entries are undone deepest first, then parents from the bottom up.
+/// Tree entries are undone deepest first, then parents and siblings from the bottom up.
 pub fn revoke_plan(revoked: &GrantRecord, remaining: &[GrantRecord]) -> Vec<RevokeStep> {
     let mut steps: Vec<RevokeStep> = revoked
         .entries
         .iter()
         .rev()
         .map(|change| {
-            let needed_by = remaining.iter().find(|g| {
-                g.path != revoked.path
-                    && g.entries
-                        .iter()
-                        .any(|c| c.path == change.path && c.kind == change.kind)
+            let other = remaining.iter().find_map(|g| {
+                if g.path == revoked.path {
+                    return None;
+                }
+                g.entries
+                    .iter()
+                    .find(|c| c.path == change.path && c.kind == change.kind)
+                    .map(|c| (g, c.role))
             });
-            match needed_by {
-                Some(grant) => RevokeStep::Keep {
+            match other {
+                Some((grant, Role::Sibling)) => RevokeStep::Deny {
+                    change: change.clone(),
+                    needed_by: grant.path.clone(),
+                },
+                Some((grant, _)) => RevokeStep::Keep {
                     change: change.clone(),
                     needed_by: grant.path.clone(),
                 },
@@ -632,11 +680,9 @@ pub fn revoke_plan(revoked: &GrantRecord, remaining: &[GrantRecord]) -> Vec<Revo
         })
         .collect();
     steps.sort_by_key(|step| {
-        let change = match step {
-            RevokeStep::Restore(c) | RevokeStep::Keep { change: c, .. } => c,
-        };
+        let change = step.change();
         (
-            change.role == Role::Parent,
+            matches!(change.role, Role::Parent | Role::Sibling),
             std::cmp::Reverse(change.path.components().count()),
         )
     });
@@ -904,7 +950,7 @@ mod tests {
     #[test]
     fn entry_on_minimal_acl_adds_mask_and_restore_makes_it_minimal_again() {
         let before = Acl::from_mode(0o700);
-        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Some(X)).unwrap();
+        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Desired::Add(X)).unwrap();
         assert_eq!(after.users.get(&AGENT), Some(&X));
         assert_eq!(after.mask, Some(X));
         assert_eq!(after.group_obj, 0, "the owning group gains nothing");
@@ -919,7 +965,8 @@ mod tests {
         let mut before = Acl::from_mode(0o750);
         before.users.insert(1234, R | W | X);
         before.mask = Some(R);
-        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Some(R | X)).unwrap();
+        let (after, previous, previous_mask) =
+            plan_entry(&before, AGENT, Desired::Add(R | X)).unwrap();
         assert_eq!(
             after.mask,
             Some(R | X),
@@ -936,10 +983,10 @@ mod tests {
         let mut before = Acl::from_mode(0o700);
         before.users.insert(AGENT, R | W | X);
         before.mask = Some(R | W | X);
-        assert_eq!(plan_entry(&before, AGENT, Some(X)), None);
+        assert_eq!(plan_entry(&before, AGENT, Desired::Add(X)), None);
         // A narrower entry is widened, and restore puts the narrow one back.
         before.users.insert(AGENT, R);
-        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Some(X)).unwrap();
+        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Desired::Add(X)).unwrap();
         assert_eq!(after.users[&AGENT], R | X);
         assert_eq!(
             restore_entry(&after, AGENT, previous, previous_mask),
@@ -948,17 +995,29 @@ mod tests {
     }
 
     #[test]
-    fn credential_entry_removal_is_recorded_and_restored() {
-        let mut before = Acl::from_mode(0o600);
-        before.users.insert(AGENT, R);
-        before.mask = Some(R);
-        let (after, previous, previous_mask) = plan_entry(&before, AGENT, None).unwrap();
-        assert!(after.is_minimal());
+    fn credential_gets_an_explicit_deny_that_is_restored() {
+        // 0644: `other` could read it; the empty named entry closes it for the agent only.
+        let before = Acl::from_mode(0o644);
+        let (after, previous, previous_mask) = plan_entry(&before, AGENT, Desired::Deny).unwrap();
+        assert_eq!(after.users[&AGENT], 0);
+        assert_eq!(after.effective_for(AGENT, 1000), 0);
+        assert_eq!(
+            after.effective_for(4242, 1000),
+            R,
+            "others keep their access"
+        );
+        assert_eq!(after.mask, Some(R), "the group class gains nothing");
         assert_eq!(
             restore_entry(&after, AGENT, previous, previous_mask),
             before
         );
-        assert_eq!(plan_entry(&Acl::from_mode(0o600), AGENT, None), None);
+        // An existing agent entry on a credential is closed too, and put back on revoke.
+        let mut open = Acl::from_mode(0o600);
+        open.users.insert(AGENT, R);
+        open.mask = Some(R);
+        let (after, previous, previous_mask) = plan_entry(&open, AGENT, Desired::Deny).unwrap();
+        assert_eq!(after.effective_for(AGENT, 1000), 0);
+        assert_eq!(restore_entry(&after, AGENT, previous, previous_mask), open);
     }
 
     fn change(path: &str, kind: AclKind, role: Role) -> AclChange {
@@ -976,7 +1035,7 @@ mod tests {
     fn default_acl_that_did_not_exist_is_removed_on_restore() {
         let access = Acl::from_mode(0o755);
         let base = Acl::default_base(&access);
-        let (after, _, _) = plan_entry(&base, AGENT, Some(R | W | X)).unwrap();
+        let (after, _, _) = plan_entry(&base, AGENT, Desired::Add(R | W | X)).unwrap();
         let c = change("/p", AclKind::Default, Role::Tree);
         assert_eq!(restore_default(Some(&after), AGENT, &c), None);
         let existed = AclChange {
@@ -1026,7 +1085,7 @@ mod tests {
             .iter()
             .filter_map(|s| match s {
                 RevokeStep::Restore(c) => Some(c.path.as_str()),
-                RevokeStep::Keep { .. } => None,
+                RevokeStep::Keep { .. } | RevokeStep::Deny { .. } => None,
             })
             .collect();
         assert_eq!(
@@ -1045,6 +1104,19 @@ mod tests {
         let plan = revoke_plan(&a, &[]);
         assert!(plan.iter().all(|s| matches!(s, RevokeStep::Restore(_))));
         assert!(matches!(plan.last(), Some(RevokeStep::Restore(c)) if c.path == "/home/alice"));
+        // A path another grant keeps closed (beside its path) is closed again, not restored.
+        let mut c = grant(
+            "/home/alice/src/c",
+            vec![change("/home/alice/src/a", AclKind::Access, Role::Sibling)],
+        );
+        c.entries
+            .push(change("/home/alice/src", AclKind::Access, Role::Parent));
+        let plan = revoke_plan(&a, std::slice::from_ref(&c));
+        assert!(plan.iter().any(|s| matches!(s,
+            RevokeStep::Deny { change, needed_by }
+                if change.path == "/home/alice/src/a" && needed_by == "/home/alice/src/c")));
+        assert!(plan.iter().any(|s| matches!(s,
+            RevokeStep::Keep { change, .. } if change.path == "/home/alice/src")));
         // The revoked grant itself in `remaining` does not count.
         assert!(revoke_plan(&a, std::slice::from_ref(&a))
             .iter()
@@ -1107,6 +1179,18 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_utc(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn next_on_path_is_the_child_towards_the_grant() {
+        let path = Utf8Path::new("/home/alice/src/proj");
+        assert_eq!(
+            next_on_path(Utf8Path::new("/home/alice"), path).unwrap(),
+            "/home/alice/src"
+        );
+        assert_eq!(next_on_path(Utf8Path::new("/"), path).unwrap(), "/home");
+        assert_eq!(next_on_path(path, path), None);
+        assert_eq!(next_on_path(Utf8Path::new("/etc"), path), None);
     }
 
     #[test]

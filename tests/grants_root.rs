@@ -1,0 +1,56 @@
+//! Root acceptance test for workspace grants, isolated in a private mount namespace (see grants_root.sh).
+
+use std::process::Command;
+
+fn missing_tools() -> Vec<&'static str> {
+    ["unshare", "setpriv", "getfacl", "setfacl", "mount"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn grant_revoke_expire_and_refusals_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED: grant_revoke_expire_and_refusals_as_root: needs root (mount namespace, \
+             overlay /etc, tmpfs /home, setpriv, ACLs)"
+        );
+        return;
+    }
+    let missing = missing_tools();
+    assert!(
+        missing.is_empty(),
+        "running as root but missing tools {missing:?}: install util-linux and acl"
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "--",
+            "bash",
+        ])
+        .arg(format!("{root}/tests/grants_root.sh"))
+        .arg(env!("CARGO_BIN_EXE_pipelock-containment"))
+        .arg(format!("{root}/pkg/containment.toml"))
+        .output()
+        .expect("running unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("PASS: grants root acceptance"),
+        "grants acceptance failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}

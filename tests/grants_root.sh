@@ -1,0 +1,189 @@
+#!/bin/bash
+# Root acceptance test for workspace grants; run by tests/grants_root.rs inside
+# `unshare --mount`: /etc is an overlay (test users and config live only there),
+# /home is a tmpfs (POSIX ACLs), records go to a temp dir. Nothing on the host changes.
+# Usage: grants_root.sh HELPER_BINARY SHIPPED_CONFIG
+set -euo pipefail
+BIN=$1
+SHIPPED_CONFIG=$2
+T=$(mktemp -d /tmp/grants-test.XXXXXX)
+cleanup() {
+    umount -l /home 2>/dev/null || true
+    umount -l /etc 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+
+# Test users, only in this mount namespace.
+AGENT=61001 ALICE=61002 BOB=61003 OPS=61010
+mkdir -p "$T/etc-upper" "$T/etc-work" "$T/state"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/etc-upper,workdir=$T/etc-work" /etc
+cat >>/etc/passwd <<PW
+gr-agent:x:$AGENT:$AGENT::/nonexistent:/usr/sbin/nologin
+gr-alice:x:$ALICE:$ALICE::/home/alice:/bin/sh
+gr-bob:x:$BOB:$BOB::/home/bob:/bin/sh
+PW
+cat >>/etc/group <<GR
+gr-agent:x:$AGENT:
+gr-alice:x:$ALICE:
+gr-bob:x:$BOB:
+gr-ops:x:$OPS:gr-alice
+GR
+mkdir -p /etc/pipelock-containment
+sed -e 's/^agent = "cc-agent"/agent = "gr-agent"/' \
+    -e 's/^operators_group = .*/operators_group = "gr-ops"/' \
+    -e "s|^records = .*|records = \"$T/state/grants.json\"|" \
+    "$SHIPPED_CONFIG" >/etc/pipelock-containment/containment.toml
+grep -q '^agent = "gr-agent"' /etc/pipelock-containment/containment.toml || fail "config not rewritten"
+
+mount -t tmpfs -o mode=0755 tmpfs /home
+setfacl -m u:$AGENT:--x /home && setfacl -b /home || fail "tmpfs has no POSIX ACLs"
+
+# alice's home, the way current distros make it: 0700.
+H=/home/alice P=$H/src/proj
+install -d -o $ALICE -g $ALICE -m 0700 $H $H/.ssh
+install -d -o $ALICE -g $ALICE -m 0755 $H/src $P $P/sub $H/src/proj2
+install -d -o $BOB -g $BOB -m 0755 /home/bob /home/bob/src
+key='-----BEGIN OPENSSH PRIVATE KEY-----'
+echo "$key" >$H/.ssh/id_ed25519; chmod 600 $H/.ssh/id_ed25519
+echo 'fn main() {}' >$P/main.rs
+echo 'TOKEN=secret' >$P/.env
+echo "$key" >$P/id_ed25519
+echo 'ssh-ed25519 AAAA' >$P/id_ed25519.pub
+printf '#!/bin/sh\necho hi\n' >$P/run.sh; chmod 755 $P/run.sh
+echo 'x' >$P/sub/notes.txt
+echo 'y' >$H/src/proj2/readme
+ln -s $H/.ssh $P/ssh-link
+ln -s $H/.ssh/id_ed25519 $P/key-link
+ln -s /etc $H/src/etc-link
+chmod 644 $P/.env $P/id_ed25519   # readable through "other": the grant must still close them
+chown -R $ALICE:$ALICE $H
+# A pre-existing ACL with a narrow mask: revoke must put it back exactly.
+setfacl -m u:$BOB:rwx $P/main.rs && setfacl -m m::r $P/main.rs
+
+snapshot() { (cd / && getfacl -R -p /home 2>/dev/null); }
+snapshot >"$T/before"
+
+as_agent() { setpriv --reuid=$AGENT --regid=$AGENT --clear-groups -- "$@"; }
+as_alice() { setpriv --reuid=$ALICE --regid=$ALICE --clear-groups -- "$@"; }
+# Through sudo, as sudo would set it up: root, with SUDO_UID/SUDO_USER of the operator.
+sudo_alice() { env SUDO_UID=$ALICE SUDO_USER=gr-alice SUDO_GID=$ALICE SUDO_COMMAND="$BIN $*" "$BIN" "$@"; }
+must_fail() { local what=$1; shift; if "$@" >"$T/out" 2>&1; then cat "$T/out"; fail "$what: succeeded"; fi; }
+must_work() { local what=$1; shift; "$@" >"$T/out" 2>&1 || { cat "$T/out"; fail "$what: failed"; }; }
+
+step "before any grant the agent cannot reach the project"
+must_fail "agent reads main.rs before grant" as_agent cat $P/main.rs
+
+step "refusals"
+must_fail "alice grants /etc" sudo_alice grant /etc
+grep -q "protected system path" "$T/out" || { cat "$T/out"; fail "/etc refusal message"; }
+must_fail "alice grants bob's dir" sudo_alice grant /home/bob/src
+grep -q "not below your home" "$T/out" || { cat "$T/out"; fail "bob refusal message"; }
+must_fail "alice grants /etc through a symlink" sudo_alice grant $H/src/etc-link
+grep -q "/etc" "$T/out" || fail "symlink refusal names /etc"
+must_fail "alice grants her home" sudo_alice grant $H
+must_fail "alice forces" sudo_alice grant --force $P
+grep -q "root only" "$T/out" || { cat "$T/out"; fail "--force refusal"; }
+must_fail "alice passes a config" sudo_alice grant --config /tmp/x.toml $P
+must_fail "root grants /etc without force" "$BIN" grant /etc
+must_fail "root grants a home without force" "$BIN" grant $H
+grep -q "whole home directory" "$T/out" || { cat "$T/out"; fail "home refusal message"; }
+set +e; as_alice "$BIN" grant $P >"$T/out" 2>&1; rc=$?; set -e
+[ $rc = 77 ] || { cat "$T/out"; fail "non-root without sudo: exit $rc, expected 77"; }
+# bob is not an operator.
+must_fail "bob (not an operator) grants" env SUDO_UID=$BOB SUDO_USER=gr-bob "$BIN" grant /home/bob/src
+grep -q "not a member of gr-ops" "$T/out" || { cat "$T/out"; fail "non-operator message"; }
+[ ! -e "$T/state/grants.json" ] || grep -q '"grants": \[\]' "$T/state/grants.json" || fail "refusals left records"
+snapshot >"$T/after-refusals"
+diff -u "$T/before" "$T/after-refusals" || fail "a refused grant changed ACLs"
+
+step "alice grants ~/src/proj read-write through sudo"
+sudo_alice grant $P --mode rw >"$T/grant.out" 2>"$T/grant.err" || { cat "$T/grant.out" "$T/grant.err"; fail "grant"; }
+cat "$T/grant.out" "$T/grant.err"
+grep -q "$P/.env: looks like a credential" "$T/grant.err" || fail "no warning naming .env"
+grep -q "$P/id_ed25519: looks like a credential" "$T/grant.err" || fail "no warning naming id_ed25519"
+! grep -q "id_ed25519.pub" "$T/grant.err" || fail "public key treated as credential"
+
+must_work "agent writes a file in proj" as_agent sh -c "echo x > $P/f"
+must_work "agent reads main.rs" as_agent cat $P/main.rs
+must_work "agent reads sub/notes.txt" as_agent cat $P/sub/notes.txt
+must_work "agent runs run.sh" as_agent $P/run.sh
+must_work "agent reads the public key" as_agent cat $P/id_ed25519.pub
+must_fail "agent lists ~alice" as_agent ls $H
+must_fail "agent reads ~alice/.ssh/id_ed25519" as_agent cat $H/.ssh/id_ed25519
+must_fail "agent lists ~alice/.ssh through a symlink in proj" as_agent ls $P/ssh-link/
+must_fail "agent reads the key through a symlink in proj" as_agent cat $P/key-link
+must_fail "agent reads proj/.env (mode 0644)" as_agent cat $P/.env
+must_fail "agent reads proj/id_ed25519" as_agent cat $P/id_ed25519
+must_fail "agent writes proj/.env" as_agent sh -c "echo y >> $P/.env"
+must_fail "agent reads proj2 (not granted)" as_agent cat $H/src/proj2/readme
+# Beside the path, the agent gets an explicit empty entry (or nothing), never access.
+getfacl -n -p $H/.ssh | grep -E "^user:$AGENT:" | grep -qv ":---$" && fail ".ssh opened to the agent"
+getfacl -n -p $H/.ssh | grep -q "^user:$AGENT:---$" || fail ".ssh not closed explicitly"
+getfacl -n -p $H/.ssh/id_ed25519 | grep -q "user:$AGENT" && fail "the ssh key got an agent entry"
+must_fail "agent lists ~alice/src (only --x)" as_agent ls $H/src
+# Default entries: a file alice creates later is accessible to the agent.
+as_alice sh -c "umask 077; echo new > $P/sub/later.txt"
+must_work "agent reads a file created after the grant" as_agent cat $P/sub/later.txt
+# The group class gained nothing on the parent: only the agent's --x.
+getfacl -n -p $H | grep -q "^user:$AGENT:--x$" || { getfacl -n -p $H; fail "no --x for the agent on ~alice"; }
+getfacl -n -p $H | grep -q "^group::---$" || fail "group entry on ~alice changed"
+
+# A file alice creates beside the path later is closed by the next `grants expire` run.
+as_alice sh -c "echo fresh > $H/src/later-notes.txt"
+chmod 644 $H/src/later-notes.txt
+"$BIN" grants expire >/dev/null || fail "grants expire (refresh)"
+must_fail "agent reads a file created beside the path after the grant" as_agent cat $H/src/later-notes.txt
+"$BIN" grants | grep -q "$P" || fail "grants does not list proj"
+"$BIN" grants --json >"$T/list.json"
+grep -q "\"path\": \"$P\"" "$T/list.json" && grep -q '"mode": "rw"' "$T/list.json" \
+    && grep -q '"name": "gr-alice"' "$T/list.json" || { cat "$T/list.json"; fail "grants --json"; }
+must_fail "alice grants a directory inside the granted tree" sudo_alice grant $P/sub
+
+step "a second grant shares the parent traversal entry"
+sudo_alice grant $H/src/proj2 --mode ro >/dev/null 2>&1 || fail "grant proj2"
+must_work "agent reads proj2" as_agent cat $H/src/proj2/readme
+must_fail "agent writes in proj2 (ro)" as_agent sh -c "echo x > $H/src/proj2/w"
+
+step "revoke proj: proj2 keeps working"
+must_work "revoke proj" sudo_alice revoke $P
+must_fail "agent reads main.rs after revoke" as_agent cat $P/main.rs
+must_work "agent still reads proj2" as_agent cat $H/src/proj2/readme
+getfacl -n -p $P/f | grep -q "user:$AGENT" && fail "file created during the grant kept an agent entry"
+getfacl -n -p $P/sub/later.txt | grep -q "user:$AGENT" && fail "later.txt kept its inherited agent entry"
+must_work "revoke proj2" sudo_alice revoke $H/src/proj2
+must_fail "agent reads proj2 after revoke" as_agent cat $H/src/proj2/readme
+
+step "getfacl -R after revoke equals before the grant"
+rm -f $P/f $P/sub/later.txt $H/src/later-notes.txt
+snapshot >"$T/after"
+diff -u "$T/before" "$T/after" || fail "ACLs differ after revoke"
+echo "identical: $(grep -c '^# file:' "$T/after") paths"
+
+step "a 1-second grant is gone after grants expire"
+"$BIN" grant $P --mode ro --expires 1s >/dev/null 2>&1 || fail "grant with expiry"
+must_work "agent reads during the expiring grant" as_agent cat $P/main.rs
+"$BIN" grants expire | grep -q "expired" && fail "expired too early"
+sleep 2
+"$BIN" grants expire | tee "$T/expire.out"
+grep -q "expired: revoked $P" "$T/expire.out" || fail "grants expire did not revoke"
+must_fail "agent reads after expiry" as_agent cat $P/main.rs
+"$BIN" grants | grep -q "no active grants" || fail "grant still listed"
+snapshot >"$T/after-expire"
+diff -u "$T/before" "$T/after-expire" || fail "ACLs differ after expiry"
+
+step "a symlink swapped in after the grant is not followed by revoke"
+"$BIN" grant $H/src/proj2 >/dev/null 2>&1 || fail "grant proj2 as root"
+mv $H/src/proj2 $H/src/proj2.real && ln -s /etc $H/src/proj2
+must_fail "revoke through a swapped-in symlink" "$BIN" revoke $H/src/proj2
+getfacl -n -p /etc | grep -q "user:$AGENT" && fail "revoke followed a symlink to /etc"
+"$BIN" grants | grep -q "$H/src/proj2" || fail "a failed revoke dropped the record"
+rm $H/src/proj2 && mv $H/src/proj2.real $H/src/proj2
+must_work "revoke again once the directory is back" "$BIN" revoke $H/src/proj2
+snapshot >"$T/after-swap"
+diff -u "$T/before" "$T/after-swap" || fail "ACLs differ after the second revoke"
+
+echo "PASS: grants root acceptance"
