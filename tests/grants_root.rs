@@ -30,6 +30,16 @@ fn grant_revoke_expire_and_refusals_as_root() {
         "running as root but missing tools {missing:?}: install util-linux and acl"
     );
     let root = env!("CARGO_MANIFEST_DIR");
+    // The sudoers drop-in exactly as the helper renders it, for the test's operators' group.
+    let mut config = pipelock_containment::config::Config::defaults();
+    config.users.operators_group = "gr-ops".into();
+    let sudoers = pipelock_containment::render::render_grants_sudoers(&config).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("grants-sudoers.")
+        .tempdir()
+        .unwrap();
+    let sudoers_path = dir.path().join("pipelock-containment-grants");
+    std::fs::write(&sudoers_path, &sudoers.contents).unwrap();
     let output = Command::new("unshare")
         .args([
             "--mount",
@@ -42,6 +52,7 @@ fn grant_revoke_expire_and_refusals_as_root() {
         .arg(format!("{root}/tests/grants_root.sh"))
         .arg(env!("CARGO_BIN_EXE_pipelock-containment"))
         .arg(format!("{root}/pkg/containment.toml"))
+        .arg(&sudoers_path)
         .output()
         .expect("running unshare");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -2,13 +2,17 @@
 # Root acceptance test for workspace grants; run by tests/grants_root.rs inside
 # `unshare --mount`: /etc is an overlay (test users and config live only there),
 # /home is a tmpfs (POSIX ACLs), records go to a temp dir. Nothing on the host changes.
-# Usage: grants_root.sh HELPER_BINARY SHIPPED_CONFIG
+# Usage: grants_root.sh HELPER_BINARY SHIPPED_CONFIG RENDERED_GRANTS_SUDOERS
 set -euo pipefail
+# Never `CMD | grep -q`: with pipefail, grep exiting early makes CMD fail with SIGPIPE and
+# a `&& fail` check could never fire. Match on captured output instead.
 BIN=$1
 SHIPPED_CONFIG=$2
+SUDOERS=$3
 T=$(mktemp -d /tmp/grants-test.XXXXXX)
 cleanup() {
     umount -l /home 2>/dev/null || true
+    umount -l /usr/bin 2>/dev/null || true
     umount -l /etc 2>/dev/null || true
     rm -rf "$T"
 }
@@ -26,6 +30,7 @@ gr-agent:x:$AGENT:$AGENT::/nonexistent:/usr/sbin/nologin
 gr-alice:x:$ALICE:$ALICE::/home/alice:/bin/sh
 gr-bob:x:$BOB:$BOB::/home/bob:/bin/sh
 PW
+for u in gr-agent gr-alice gr-bob; do echo "$u:*:19000:0:99999:7:::" >>/etc/shadow; done
 cat >>/etc/group <<GR
 gr-agent:x:$AGENT:
 gr-alice:x:$ALICE:
@@ -121,27 +126,53 @@ must_fail "agent reads proj/id_ed25519" as_agent cat $P/id_ed25519
 must_fail "agent writes proj/.env" as_agent sh -c "echo y >> $P/.env"
 must_fail "agent reads proj2 (not granted)" as_agent cat $H/src/proj2/readme
 # Beside the path, the agent gets an explicit empty entry (or nothing), never access.
-getfacl -n -p $H/.ssh | grep -E "^user:$AGENT:" | grep -qv ":---$" && fail ".ssh opened to the agent"
-getfacl -n -p $H/.ssh | grep -q "^user:$AGENT:---$" || fail ".ssh not closed explicitly"
-getfacl -n -p $H/.ssh/id_ed25519 | grep -q "user:$AGENT" && fail "the ssh key got an agent entry"
+grep -Eq "^user:$AGENT:(r..|-w.|--x)$" <<<"$(getfacl -n -p $H/.ssh)" && fail ".ssh opened to the agent"
+grep -q "^user:$AGENT:---$" <<<"$(getfacl -n -p $H/.ssh)" || fail ".ssh not closed explicitly"
+grep -q "user:$AGENT" <<<"$(getfacl -n -p $H/.ssh/id_ed25519)" && fail "the ssh key got an agent entry"
 must_fail "agent lists ~alice/src (only --x)" as_agent ls $H/src
 # Default entries: a file alice creates later is accessible to the agent.
 as_alice sh -c "umask 077; echo new > $P/sub/later.txt"
 must_work "agent reads a file created after the grant" as_agent cat $P/sub/later.txt
 # The group class gained nothing on the parent: only the agent's --x.
-getfacl -n -p $H | grep -q "^user:$AGENT:--x$" || { getfacl -n -p $H; fail "no --x for the agent on ~alice"; }
-getfacl -n -p $H | grep -q "^group::---$" || fail "group entry on ~alice changed"
+grep -q "^user:$AGENT:--x$" <<<"$(getfacl -n -p $H)" || { getfacl -n -p $H; fail "no --x for the agent on ~alice"; }
+grep -q "^group::---$" <<<"$(getfacl -n -p $H)" || fail "group entry on ~alice changed"
 
 # A file alice creates beside the path later is closed by the next `grants expire` run.
 as_alice sh -c "echo fresh > $H/src/later-notes.txt"
 chmod 644 $H/src/later-notes.txt
 "$BIN" grants expire >/dev/null || fail "grants expire (refresh)"
 must_fail "agent reads a file created beside the path after the grant" as_agent cat $H/src/later-notes.txt
-"$BIN" grants | grep -q "$P" || fail "grants does not list proj"
+grep -q "$P" <<<"$("$BIN" grants)" || fail "grants does not list proj"
 "$BIN" grants --json >"$T/list.json"
 grep -q "\"path\": \"$P\"" "$T/list.json" && grep -q '"mode": "rw"' "$T/list.json" \
     && grep -q '"name": "gr-alice"' "$T/list.json" || { cat "$T/list.json"; fail "grants --json"; }
 must_fail "alice grants a directory inside the granted tree" sudo_alice grant $P/sub
+
+step "through the real sudo rule"
+if command -v sudo >/dev/null; then
+    # The helper at its install path, only in this namespace.
+    mkdir -p "$T/bin-upper" "$T/bin-work"
+    cp "$BIN" "$T/bin-upper/pipelock-containment"
+    mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$T/bin-upper,workdir=$T/bin-work" /usr/bin
+    install -m 0440 "$SUDOERS" /etc/sudoers.d/pipelock-containment-grants
+    visudo -cf /etc/sudoers.d/pipelock-containment-grants >/dev/null || fail "visudo rejects the grants drop-in"
+    grep -q "^$(hostname) \|[[:space:]]$(hostname)\b" /etc/hosts || echo "127.0.1.1 $(hostname)" >>/etc/hosts
+    S="sudo -n /usr/bin/pipelock-containment"
+    must_work "alice lists grants through sudo" as_alice $S grants
+    must_fail "alice grants /etc through sudo" as_alice $S grant /etc
+    grep -q "protected system path" "$T/out" || { cat "$T/out"; fail "sudo /etc refusal"; }
+    must_fail "alice grants bob's dir through sudo" as_alice $S grant /home/bob/src
+    grep -q "not below your home" "$T/out" || { cat "$T/out"; fail "sudo bob refusal"; }
+    must_fail "alice runs another command through the rule" as_alice sudo -n /usr/bin/pipelock-containment render
+    must_fail "bob (not an operator) uses the rule" setpriv --reuid=$BOB --regid=$BOB --clear-groups -- $S grants
+    must_work "alice grants proj2 through sudo" as_alice $S grant $H/src/proj2
+    grep -q '"name": "gr-alice"' <<<"$("$BIN" grants --json)" || fail "sudo grant not recorded as gr-alice"
+    must_work "agent reads proj2" as_agent cat $H/src/proj2/readme
+    must_work "alice revokes through sudo" as_alice $S revoke $H/src/proj2
+    must_fail "agent reads proj2 after revoke" as_agent cat $H/src/proj2/readme
+else
+    echo "SKIPPED: grants through the real sudo rule: sudo not installed" >&2
+fi
 
 step "a second grant shares the parent traversal entry"
 sudo_alice grant $H/src/proj2 --mode ro >/dev/null 2>&1 || fail "grant proj2"
@@ -152,8 +183,8 @@ step "revoke proj: proj2 keeps working"
 must_work "revoke proj" sudo_alice revoke $P
 must_fail "agent reads main.rs after revoke" as_agent cat $P/main.rs
 must_work "agent still reads proj2" as_agent cat $H/src/proj2/readme
-getfacl -n -p $P/f | grep -q "user:$AGENT" && fail "file created during the grant kept an agent entry"
-getfacl -n -p $P/sub/later.txt | grep -q "user:$AGENT" && fail "later.txt kept its inherited agent entry"
+grep -q "user:$AGENT" <<<"$(getfacl -n -p $P/f)" && fail "file created during the grant kept an agent entry"
+grep -q "user:$AGENT" <<<"$(getfacl -n -p $P/sub/later.txt)" && fail "later.txt kept its inherited agent entry"
 must_work "revoke proj2" sudo_alice revoke $H/src/proj2
 must_fail "agent reads proj2 after revoke" as_agent cat $H/src/proj2/readme
 
@@ -166,12 +197,12 @@ echo "identical: $(grep -c '^# file:' "$T/after") paths"
 step "a 1-second grant is gone after grants expire"
 "$BIN" grant $P --mode ro --expires 1s >/dev/null 2>&1 || fail "grant with expiry"
 must_work "agent reads during the expiring grant" as_agent cat $P/main.rs
-"$BIN" grants expire | grep -q "expired" && fail "expired too early"
+grep -q "expired" <<<"$("$BIN" grants expire)" && fail "expired too early"
 sleep 2
 "$BIN" grants expire | tee "$T/expire.out"
 grep -q "expired: revoked $P" "$T/expire.out" || fail "grants expire did not revoke"
 must_fail "agent reads after expiry" as_agent cat $P/main.rs
-"$BIN" grants | grep -q "no active grants" || fail "grant still listed"
+grep -q "no active grants" <<<"$("$BIN" grants)" || fail "grant still listed"
 snapshot >"$T/after-expire"
 diff -u "$T/before" "$T/after-expire" || fail "ACLs differ after expiry"
 
@@ -179,8 +210,8 @@ step "a symlink swapped in after the grant is not followed by revoke"
 "$BIN" grant $H/src/proj2 >/dev/null 2>&1 || fail "grant proj2 as root"
 mv $H/src/proj2 $H/src/proj2.real && ln -s /etc $H/src/proj2
 must_fail "revoke through a swapped-in symlink" "$BIN" revoke $H/src/proj2
-getfacl -n -p /etc | grep -q "user:$AGENT" && fail "revoke followed a symlink to /etc"
-"$BIN" grants | grep -q "$H/src/proj2" || fail "a failed revoke dropped the record"
+grep -q "user:$AGENT" <<<"$(getfacl -n -p /etc)" && fail "revoke followed a symlink to /etc"
+grep -q "$H/src/proj2" <<<"$("$BIN" grants)" || fail "a failed revoke dropped the record"
 rm $H/src/proj2 && mv $H/src/proj2.real $H/src/proj2
 must_work "revoke again once the directory is back" "$BIN" revoke $H/src/proj2
 snapshot >"$T/after-swap"

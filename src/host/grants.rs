@@ -673,6 +673,15 @@ fn apply_grant(
             continue;
         }
         below_barrier = true;
+        if let Caller::Operator { home, .. } = caller {
+            if !parent.starts_with(home) && shared.is_none() {
+                bail!(
+                    "the agent user cannot enter {parent}, which is above your home {home}; \
+                     an operator's grant changes nothing outside their home: ask root to \
+                     grant it"
+                );
+            }
+        }
         let next_on_path = parents.get(i + 1).unwrap_or(&path);
         apply_entry(
             fd.as_raw_fd(),
