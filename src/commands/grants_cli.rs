@@ -48,7 +48,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
             println!("  traversal (--x) added on: {}", parents.join(", "));
         }
         println!(
-            "  {} ACL entries changed, {} credential files left out; undo with \
+            "  {} ACLs changed, {} credential files closed to the agent; undo with \
              `pipelock-containment revoke {}`",
             record.entries.len(),
             record.skipped_credentials.len(),

@@ -22,7 +22,7 @@ use posix_acl::{PosixACL, Qualifier};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::grants::{
     check_operator_may_grant, check_overlap, check_path_policy, classify_name, content_matches,
-    perm_text, plan_entry, restore_default, restore_entry, revoke_plan, Acl, AclChange, AclKind,
+    plan_entry, restore_default, restore_entry, revoke_plan, Acl, AclChange, AclKind,
     CredentialPattern, Desired, GrantRecord, Granter, Mode, NameVerdict, Records, RevokeStep, Role,
     X,
 };
@@ -42,8 +42,8 @@ impl std::error::Error for NeedRoot {}
 /// Who runs the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// Real root (not through sudo by someone else): may grant anything.
-    Root,
+    /// Root: may grant anything. `sudo_user` names who became root through sudo, for the record.
+    Root { sudo_user: Option<String> },
     /// A member of the operators' group, through the sudo rule: own directories only.
     Operator { who: Granter, home: Utf8PathBuf },
 }
@@ -51,8 +51,14 @@ pub enum Caller {
 impl Caller {
     pub fn granter(&self) -> Granter {
         match self {
-            Caller::Root => Granter {
+            Caller::Root { sudo_user: None } => Granter {
                 name: "root".into(),
+                uid: 0,
+            },
+            Caller::Root {
+                sudo_user: Some(user),
+            } => Granter {
+                name: format!("root (sudo by {user})"),
                 uid: 0,
             },
             Caller::Operator { who, .. } => who.clone(),
@@ -62,6 +68,12 @@ impl Caller {
 
 /// Identify the caller. SUDO_UID and SUDO_USER are trusted only when the real UID is 0 (sudo
 /// sets them itself and resets the environment); a caller that is not root must go through sudo.
+///
+/// A sudo caller in the operators' group may have come through the narrow grants rule, so they
+/// get the operator's limits. A sudo caller outside that group cannot have used that rule: sudo
+/// gave them root through another rule, and they act as root (recorded as `root (sudo by NAME)`).
+/// An operator who is also a full administrator acts as root with
+/// `sudo env -u SUDO_UID -u SUDO_USER pipelock-containment grant ...`.
 pub fn identify_caller(config: &Config) -> Result<Caller> {
     if !getuid().is_root() {
         return Err(NeedRoot(format!(
@@ -73,13 +85,13 @@ pub fn identify_caller(config: &Config) -> Result<Caller> {
     }
     let sudo_uid = std::env::var("SUDO_UID").ok();
     let Some(sudo_uid) = sudo_uid.filter(|v| !v.is_empty()) else {
-        return Ok(Caller::Root);
+        return Ok(Caller::Root { sudo_user: None });
     };
     let uid: u32 = sudo_uid
         .parse()
         .map_err(|_| anyhow!("SUDO_UID={sudo_uid:?} is not a UID"))?;
     if uid == 0 {
-        return Ok(Caller::Root);
+        return Ok(Caller::Root { sudo_user: None });
     }
     let name = std::env::var("SUDO_USER")
         .map_err(|_| anyhow!("SUDO_UID is set but SUDO_USER is not: run it through sudo"))?;
@@ -93,21 +105,24 @@ pub fn identify_caller(config: &Config) -> Result<Caller> {
         );
     }
     let group = Group::from_name(&config.users.operators_group)
-        .context("looking up the operators' group")?
-        .ok_or_else(|| {
-            anyhow!(
-                "the operators' group {:?} does not exist; run `pipelock-containment apply` as root",
-                config.users.operators_group
-            )
-        })?;
-    let cname = CString::new(name.clone())?;
-    let groups = nix::unistd::getgrouplist(&cname, user.gid)
-        .with_context(|| format!("reading the groups of {name}"))?;
-    if !groups.contains(&group.gid) {
-        bail!(
-            "{name} is not a member of {}: only operators may grant through sudo",
+        .context("looking up the operators' group")?;
+    let is_operator = match group {
+        Some(group) => {
+            let cname = CString::new(name.clone())?;
+            nix::unistd::getgrouplist(&cname, user.gid)
+                .with_context(|| format!("reading the groups of {name}"))?
+                .contains(&group.gid)
+        }
+        None => false,
+    };
+    if !is_operator {
+        eprintln!(
+            "note: acting as root: {name} is not in {}, so sudo gave root through another rule",
             config.users.operators_group
         );
+        return Ok(Caller::Root {
+            sudo_user: Some(name),
+        });
     }
     let home = Utf8PathBuf::from_path_buf(user.dir)
         .map_err(|dir| anyhow!("the home of {name} ({}) is not UTF-8", dir.display()))?;
@@ -704,7 +719,7 @@ fn apply_grant(
     // The tree.
     let operator_uid = match caller {
         Caller::Operator { who, .. } => Some(who.uid),
-        Caller::Root => None,
+        Caller::Root { .. } => None,
     };
     let patterns = &config.grants.credential_patterns;
     let mut not_owned = 0usize;
@@ -901,6 +916,61 @@ fn refresh_siblings(grants: &mut Vec<GrantRecord>) -> Vec<String> {
     problems
 }
 
+/// Close credential files that appeared in a granted tree since the grant (they inherited the
+/// agent's entry from the default ACL): each gets the explicit empty entry and is recorded, so
+/// revoke leaves it with no agent entry at all. Returns one note per file closed.
+fn refresh_credentials(
+    patterns: &[CredentialPattern],
+    grant: &mut GrantRecord,
+) -> Result<Vec<String>> {
+    let agent = grant.agent.uid;
+    let mut closed = Vec::new();
+    let mut changes: Vec<AclChange> = Vec::new();
+    walk(&grant.path.clone(), &mut |entry| {
+        if entry.is_root {
+            return Ok(true);
+        }
+        let Some(why) = is_credential(entry, patterns) else {
+            return Ok(true);
+        };
+        let current = read_access(entry.fd, entry.path)?;
+        if current.users.get(&agent).copied().unwrap_or(0) != 0 {
+            if let Some((next, _, _)) = plan_entry(&current, agent, Desired::Deny) {
+                write_acl(entry.fd, entry.path, AclKind::Access, Some(&next))?;
+                closed.push(format!(
+                    "{}: looks like a credential ({why}), created since the grant: closed to \
+                     the agent",
+                    entry.path
+                ));
+                changes.push(AclChange {
+                    path: entry.path.to_owned(),
+                    kind: AclKind::Access,
+                    role: Role::Credential,
+                    previous: None,
+                    previous_mask: None,
+                    previous_default_existed: false,
+                });
+            }
+        }
+        Ok(false)
+    })?;
+    for change in changes {
+        // A path the grant recorded already keeps its original state; it is a credential now.
+        match grant
+            .entries
+            .iter_mut()
+            .find(|c| c.path == change.path && c.kind == AclKind::Access)
+        {
+            Some(existing) => existing.role = Role::Credential,
+            None => {
+                grant.skipped_credentials.push(change.path.clone());
+                grant.entries.push(change);
+            }
+        }
+    }
+    Ok(closed)
+}
+
 /// Apply one access entry outside the tree and record it. An ACL another grant already
 /// changed is recorded with that grant's original state, so the last revoke restores it.
 fn apply_entry(
@@ -1034,7 +1104,7 @@ fn restore_change(change: &AclChange, agent: u32) -> Result<()> {
 /// their home.
 fn check_may_revoke(caller: &Caller, record: &GrantRecord) -> Result<()> {
     match caller {
-        Caller::Root => Ok(()),
+        Caller::Root { .. } => Ok(()),
         Caller::Operator { who, home } => {
             if record.granted_by.uid == who.uid || record.path.starts_with(home) {
                 Ok(())
@@ -1108,9 +1178,20 @@ pub fn expire(config: &Config) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
             Err(err) => problems.push(format!("{err:#}")),
         }
     }
-    // Close what appeared beside the remaining grants' paths since the last run.
+    // Close what appeared since the last run: paths beside the grants' paths, and credential
+    // files in the granted trees.
     let before = locked.records.grants.clone();
     problems.extend(refresh_siblings(&mut locked.records.grants));
+    for grant in &mut locked.records.grants {
+        match refresh_credentials(&config.grants.credential_patterns, grant) {
+            Ok(notes) => {
+                for note in notes {
+                    eprintln!("warning: {note}");
+                }
+            }
+            Err(err) => problems.push(format!("checking {} for credentials: {err:#}", grant.path)),
+        }
+    }
     if locked.records.grants != before {
         locked.save()?;
     }
@@ -1125,16 +1206,4 @@ pub fn list(config: &Config) -> Result<Records> {
     let text = std::fs::read_to_string(&config.grants.records)
         .with_context(|| format!("reading {}", config.grants.records))?;
     Records::parse(&text, config.grants.records.as_str()).map_err(|e| anyhow!(e))
-}
-
-/// One line per entry for `grant` output: what the agent got where.
-pub fn describe_change(change: &AclChange, record: &GrantRecord) -> String {
-    let bits = match (change.role, change.kind) {
-        (Role::Parent, _) => "--x".to_string(),
-        (Role::Sibling, _) => "---".to_string(),
-        (Role::Credential, _) => "none".to_string(),
-        (Role::Tree, AclKind::Default) => perm_text(record.mode.default_bits()),
-        (Role::Tree, AclKind::Access) => record.mode.to_string(),
-    };
-    format!("{} {:?} {}", change.path, change.kind, bits)
 }
