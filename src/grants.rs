@@ -466,9 +466,11 @@ pub enum Desired {
     Deny,
 }
 
-/// Plan the agent's entry and a mask that lets it through (widened by the agent's bits only,
-/// so other named entries gain nothing that was masked). Returns the new ACL and the previous
-/// entry and mask to record, or `None` if nothing changes.
+/// Plan the agent's entry and a mask that lets it through. An existing mask is widened by the
+/// agent's bits only, and not at all if that would give the owning group or another named
+/// entry more than it has now (POSIX ACLs share one mask): then the agent gets what the mask
+/// allows, and `agent_shortfall` tells. Returns the new ACL and the previous entry and mask to
+/// record, or `None` if nothing changes.
 pub fn plan_entry(
     current: &Acl,
     agent: u32,
@@ -481,6 +483,7 @@ pub fn plan_entry(
             let perm = previous.unwrap_or(0) | bits;
             next.users.insert(agent, perm);
             next.mask = Some(match current.mask {
+                Some(mask) if others_gain(current, agent, mask | perm) => mask,
                 Some(mask) => mask | perm,
                 None => next.computed_mask(),
             });
@@ -491,6 +494,27 @@ pub fn plan_entry(
         }
     }
     (next != *current).then_some((next, previous, current.mask))
+}
+
+/// Would this mask give anyone in the group class (besides the agent) more than now?
+fn others_gain(acl: &Acl, agent: u32, new_mask: u8) -> bool {
+    let old_mask = acl.mask.unwrap_or(7);
+    std::iter::once(acl.group_obj)
+        .chain(
+            acl.users
+                .iter()
+                .filter(|(uid, _)| **uid != agent)
+                .map(|(_, p)| *p),
+        )
+        .chain(acl.groups.values().copied())
+        .any(|perm| perm & new_mask & !old_mask != 0)
+}
+
+/// The bits the agent wanted but does not get through the mask (`None`: it gets them all).
+pub fn agent_shortfall(acl: &Acl, agent: u32, wanted: u8) -> Option<u8> {
+    let effective = acl.users.get(&agent).copied().unwrap_or(0) & acl.mask.unwrap_or(7);
+    let missing = wanted & !effective;
+    (missing != 0).then_some(missing)
 }
 
 /// Put back the agent's entry and the mask recorded before the grant. `previous_mask == None`
@@ -962,8 +986,10 @@ mod tests {
 
     #[test]
     fn existing_mask_is_widened_only_by_the_agent_bits_and_restored() {
-        let mut before = Acl::from_mode(0o750);
-        before.users.insert(1234, R | W | X);
+        // User 1234 has rw- under mask r--: adding x for the agent gives 1234 nothing, so the
+        // mask becomes r-x (not rwx, as recomputing it would make it).
+        let mut before = Acl::from_mode(0o740);
+        before.users.insert(1234, R | W);
         before.mask = Some(R);
         let (after, previous, previous_mask) =
             plan_entry(&before, AGENT, Desired::Add(R | X)).unwrap();
@@ -976,6 +1002,25 @@ mod tests {
             restore_entry(&after, AGENT, previous, previous_mask),
             before
         );
+    }
+
+    #[test]
+    fn mask_is_not_widened_when_others_would_gain() {
+        // chmod 640 on a file with an ACL: group_obj rw-, mask r--. Widening the mask to rw-
+        // would let the owning group write, and user 1234 (rwx) write too.
+        let mut before = Acl::from_mode(0o640);
+        before.group_obj = R | W;
+        before.users.insert(1234, R | W | X);
+        before.mask = Some(R);
+        let (after, _, _) = plan_entry(&before, AGENT, Desired::Add(R | W)).unwrap();
+        assert_eq!(after.mask, Some(R));
+        assert_eq!(agent_shortfall(&after, AGENT, R | W), Some(W));
+        // Without anyone to gain, the mask is widened for the agent.
+        let mut alone = Acl::from_mode(0o600);
+        alone.mask = Some(0);
+        let (after, _, _) = plan_entry(&alone, AGENT, Desired::Add(R | W)).unwrap();
+        assert_eq!(after.mask, Some(R | W));
+        assert_eq!(agent_shortfall(&after, AGENT, R | W), None);
     }
 
     #[test]

@@ -66,8 +66,13 @@ ln -s $H/.ssh/id_ed25519 $P/key-link
 ln -s /etc $H/src/etc-link
 chmod 644 $P/.env $P/id_ed25519   # readable through "other": the grant must still close them
 chown -R $ALICE:$ALICE $H
-# A pre-existing ACL with a narrow mask: revoke must put it back exactly.
+# Pre-existing ACLs revoke must put back exactly: a named entry under a narrow mask, a
+# directory's own default ACL, and an agent entry that was there before the grant.
 setfacl -m u:$BOB:rwx $P/main.rs && setfacl -m m::r $P/main.rs
+install -d -o $ALICE -g $ALICE -m 0750 $P/shared
+setfacl -d -m u:$BOB:r-x $P/shared
+echo data >$P/shared/data && chown $ALICE:$ALICE $P/shared/data && chmod 600 $P/shared/data
+setfacl -m u:$AGENT:r-- $P/shared/data
 
 snapshot() { (cd / && getfacl -R -p /home 2>/dev/null); }
 snapshot >"$T/before"
@@ -119,6 +124,12 @@ must_work "agent reads main.rs" as_agent cat $P/main.rs
 must_work "agent reads sub/notes.txt" as_agent cat $P/sub/notes.txt
 must_work "agent runs run.sh" as_agent $P/run.sh
 must_work "agent reads the public key" as_agent cat $P/id_ed25519.pub
+must_work "agent writes shared/data (its old r-- entry widened)" as_agent sh -c "echo more >> $P/shared/data"
+# main.rs: bob has rwx under mask r--; widening the mask for the agent's rw- would let bob
+# write, so the mask stays and the agent only reads it (with a warning naming the file).
+grep -q "^mask::r--$" <<<"$(getfacl -n -p $P/main.rs)" || fail "main.rs mask widened: bob gained write"
+grep -q "$P/main.rs: the agent lacks -w-" "$T/grant.err" || fail "no warning about main.rs"
+must_fail "agent writes main.rs (mask kept narrow)" as_agent sh -c "echo x >> $P/main.rs"
 must_fail "agent lists ~alice" as_agent ls $H
 must_fail "agent reads ~alice/.ssh/id_ed25519" as_agent cat $H/.ssh/id_ed25519
 must_fail "agent lists ~alice/.ssh through a symlink in proj" as_agent ls $P/ssh-link/

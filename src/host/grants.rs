@@ -21,10 +21,10 @@ use posix_acl::{PosixACL, Qualifier};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::grants::{
-    check_operator_may_grant, check_overlap, check_path_policy, classify_name, content_matches,
-    plan_entry, restore_default, restore_entry, revoke_plan, Acl, AclChange, AclKind,
-    CredentialPattern, Desired, GrantRecord, Granter, Mode, NameVerdict, Records, RevokeStep, Role,
-    X,
+    agent_shortfall, check_operator_may_grant, check_overlap, check_path_policy, classify_name,
+    content_matches, perm_text, plan_entry, restore_default, restore_entry, revoke_plan, Acl,
+    AclChange, AclKind, CredentialPattern, Desired, GrantRecord, Granter, Mode, NameVerdict,
+    Records, RevokeStep, Role, X,
 };
 
 /// Root is required and the caller is not root: exit code 77.
@@ -789,6 +789,14 @@ fn apply_grant(
         } else {
             match plan_entry(&current, agent, Desired::Add(bits)) {
                 Some((next, previous, previous_mask)) => {
+                    if let Some(missing) = agent_shortfall(&next, agent, bits) {
+                        warnings.push(format!(
+                            "{}: the agent lacks {} here: widening the ACL mask would also give \
+                             the owning group or another named entry more access",
+                            entry.path,
+                            perm_text(missing)
+                        ));
+                    }
                     write_acl(entry.fd, entry.path, AclKind::Access, Some(&next))?;
                     record.entries.push(tree_change(
                         previous,
