@@ -84,8 +84,11 @@ pub struct RevokeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// The granted directory (as granted, or any path resolving to it).
-    #[arg(value_name = "PATH")]
-    pub path: Utf8PathBuf,
+    #[arg(value_name = "PATH", required_unless_present = "all")]
+    pub path: Option<Utf8PathBuf>,
+    /// Root only: revoke every grant (the package's removal scripts run this).
+    #[arg(long, conflicts_with = "path")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -238,4 +238,13 @@ must_work "revoke again once the directory is back" "$BIN" revoke $H/src/proj2
 snapshot >"$T/after-swap"
 diff -u "$T/before" "$T/after-swap" || fail "ACLs differ after the second revoke"
 
+step "revoke --all (package removal) takes back every grant"
+"$BIN" grant $P --mode rw >/dev/null 2>&1 || fail "grant proj for --all"
+"$BIN" grant $H/src/proj2 >/dev/null 2>&1 || fail "grant proj2 for --all"
+must_fail "alice revokes all" sudo_alice revoke --all
+must_work "root revokes all" "$BIN" revoke --all
+grep -q "no active grants" <<<"$("$BIN" grants)" || fail "grants left after revoke --all"
+snapshot >"$T/after-all"
+diff -u "$T/before" "$T/after-all" || fail "ACLs differ after revoke --all"
+
 echo "PASS: grants root acceptance"

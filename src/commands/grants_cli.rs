@@ -61,8 +61,22 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
 pub fn revoke(args: RevokeArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     let caller = host::grants::identify_caller(&config)?;
-    host::grants::check_operator_arguments(&caller, &args.config.config, false)?;
-    let record = host::grants::revoke(&config, &caller, &args.path)?;
+    host::grants::check_operator_arguments(&caller, &args.config.config, args.all)?;
+    let Some(path) = &args.path else {
+        let (revoked, problems) = host::grants::revoke_all(&config)?;
+        for path in &revoked {
+            println!("revoked {path}");
+        }
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        return Ok(if problems.is_empty() {
+            exit::OK
+        } else {
+            exit::FAILURE
+        });
+    };
+    let record = host::grants::revoke(&config, &caller, path)?;
     println!(
         "revoked {} ({}, granted by {} at {})",
         record.path,

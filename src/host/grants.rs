@@ -152,7 +152,7 @@ pub fn check_operator_arguments(
         }
         if force {
             bail!(
-                "{}: --force is for root only; ask an administrator to grant it",
+                "{}: --force and --all are for root only; ask an administrator",
                 who.name
             );
         }
@@ -1170,6 +1170,20 @@ fn revoke_index(locked: &mut LockedRecords, index: usize) -> Result<GrantRecord>
         );
     }
     Ok(record)
+}
+
+/// Revoke every grant, newest first (for package removal); returns the revoked paths and problems.
+pub fn revoke_all(config: &Config) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
+    let mut locked = LockedRecords::open(&config.grants.records)?;
+    let mut revoked = Vec::new();
+    let mut problems = Vec::new();
+    for index in (0..locked.records.grants.len()).rev() {
+        match revoke_index(&mut locked, index) {
+            Ok(record) => revoked.push(record.path),
+            Err(err) => problems.push(format!("{err:#}")),
+        }
+    }
+    Ok((revoked, problems))
 }
 
 /// Revoke every grant whose expiry has passed; returns the revoked paths and problems.
