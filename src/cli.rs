@@ -41,9 +41,13 @@ pub enum Command {
         long_about = "Give the agent user access to one directory tree through POSIX \
         ACLs: traversal (--x) on the parent directories it cannot enter yet, r-X (ro) or rwX \
         (rw) on the tree, and default entries on its directories so new files stay accessible. \
-        Symlinks are resolved first and never followed inside the tree. Files that look like \
-        credentials (grants.credential_patterns) get no agent entry; each one is named. \
-        System paths and whole home directories are refused unless root passes --force.\n\n\
+        Symlinks are resolved first and never followed inside the tree. Below the first parent \
+        the agent could not enter, everything beside the path gets an explicit empty entry \
+        (u:AGENT:---), so traversal opens nothing else. Files that look like credentials \
+        (grants.credential_patterns) get that empty entry too, even when world-readable; each \
+        one is named. System paths and whole home directories are refused unless root passes \
+        --force. `grants expire` (a timer, every 30 s) also closes credentials and paths that \
+        appeared since.\n\n\
         Root may grant anything. Members of the operators' group may grant directories they own \
         below their home, through sudo: `sudo pipelock-containment grant ~/src/PROJECT`."
     )]

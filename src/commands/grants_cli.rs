@@ -10,6 +10,7 @@ use crate::host;
 use crate::host::grants::GrantRequest;
 
 pub fn grant(args: GrantArgs) -> Result<i32> {
+    host::grants::require_root()?;
     let config = host::fs::read_config(&args.config.config)?;
     let caller = host::grants::identify_caller(&config)?;
     host::grants::check_operator_arguments(&caller, &args.config.config, args.force)?;
@@ -59,6 +60,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
 }
 
 pub fn revoke(args: RevokeArgs) -> Result<i32> {
+    host::grants::require_root()?;
     let config = host::fs::read_config(&args.config.config)?;
     let caller = host::grants::identify_caller(&config)?;
     host::grants::check_operator_arguments(&caller, &args.config.config, args.all)?;
@@ -91,6 +93,7 @@ pub fn grants(args: GrantsArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     match args.action {
         Some(GrantsAction::Expire) => {
+            host::grants::require_root()?;
             let caller = host::grants::identify_caller(&config)?;
             host::grants::check_operator_arguments(&caller, &args.config.config, false)?;
             let (revoked, problems) = host::grants::expire(&config)?;

@@ -66,6 +66,19 @@ impl Caller {
     }
 }
 
+/// Refuse early, before reading the config, when not running as root.
+pub fn require_root() -> Result<()> {
+    if getuid().is_root() {
+        return Ok(());
+    }
+    Err(NeedRoot(
+        "grants change ACLs as root: run it through sudo (members of the operators' group may \
+         grant directories they own), for example `sudo pipelock-containment grant ~/src/PROJECT`"
+            .into(),
+    )
+    .into())
+}
+
 /// Identify the caller. SUDO_UID and SUDO_USER are trusted only when the real UID is 0 (sudo
 /// sets them itself and resets the environment); a caller that is not root must go through sudo.
 ///
