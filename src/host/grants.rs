@@ -1233,7 +1233,7 @@ pub fn expire(config: &Config) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
     Ok((revoked, problems))
 }
 
-/// The active grants (read under the lock, so never half-written).
+/// The active grants (no lock needed: the file is replaced by rename, never half-written).
 pub fn list(config: &Config) -> Result<Records> {
     if !config.grants.records.exists() {
         return Ok(Records::new());
