@@ -4,5 +4,6 @@ pub mod apply;
 pub mod ca;
 pub mod facts;
 pub mod fs;
+pub mod grants;
 pub mod launch;
 pub mod tools;
