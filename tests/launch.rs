@@ -284,6 +284,23 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
     assert_ok(&out, "the id wrapper");
     assert_eq!(text(&out.stdout).trim(), AGENT_UID.to_string());
 
+    // Through the proxy the tool reaches the "internet"; around it, it fails at once.
+    let out = op("cc-launch curl -sS --max-time 5 http://192.0.2.1/");
+    assert_ok(&out, "curl through the proxy");
+    assert_eq!(text(&out.stdout), "hello\n");
+    // Rejected, not dropped: curl's own clock says it failed at once (a drop would take 5 s).
+    let out = op(
+        "cc-launch curl -sS --max-time 5 -w 'time=%{time_total}' --noproxy '*' \
+                  http://192.0.2.1/",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let took: f64 = text(&out.stdout)
+        .trim()
+        .strip_prefix("time=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time: {}", describe(&out)));
+    assert!(took < 1.0, "curl around the proxy took {took} s");
+
     // Exit codes, signals and pipes.
     assert_eq!(op("sh -c 'exit 42'").status.code(), Some(42));
     let out = op("cc-launch sh -c 'kill -TERM $$'; echo status=$?");

@@ -111,7 +111,7 @@ impl Sandbox {
     }
 
     pub fn start_proxy(&mut self) {
-        self.proxy = Some(self.spawn_listener(&["127.0.0.1", "8888"]));
+        self.proxy = Some(self.spawn_listener(&["--proxy", "127.0.0.1", "8888"]));
     }
 
     pub fn stop_proxy(&mut self) {
