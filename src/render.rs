@@ -287,12 +287,13 @@ mod tests {
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
         {
-            for word in ["id ", "sudo "] {
-                if let Some(at) = line.find(word) {
-                    assert!(
-                        line[..at].ends_with("/usr/bin/") || line[..at].ends_with('-'),
-                        "bare {word:?} in {line:?}"
-                    );
+            for word in ["id", "sudo"] {
+                for (at, _) in line.match_indices(word) {
+                    let before = line[..at].chars().last();
+                    let after = line[at + word.len()..].chars().next();
+                    let command_position = matches!(before, None | Some(' ' | '\t' | '(' | ';'))
+                        && matches!(after, None | Some(' ' | ';'));
+                    assert!(!command_position, "bare {word:?} in {line:?}");
                 }
             }
         }

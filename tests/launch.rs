@@ -301,6 +301,15 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
         .unwrap_or_else(|| panic!("no time: {}", describe(&out)));
     assert!(took < 1.0, "curl around the proxy took {took} s");
 
+    // A terminal: the tool sees one (sudo keeps it), as an interactive tool needs.
+    let out =
+        op("script -qec \"cc-launch sh -c 'test -t 0 && test -t 1 && echo tty-ok'\" /dev/null");
+    assert!(
+        text(&out.stdout).contains("tty-ok"),
+        "no terminal for the tool: {}",
+        describe(&out)
+    );
+
     // Exit codes, signals and pipes.
     assert_eq!(op("sh -c 'exit 42'").status.code(), Some(42));
     let out = op("cc-launch sh -c 'kill -TERM $$'; echo status=$?");
@@ -345,6 +354,16 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
         assert_ne!(out.status.code(), Some(0), "{attempt} was allowed");
         assert!(out.stdout.is_empty(), "{attempt} ran: {}", describe(&out));
     }
+
+    // A member is recognised without starting id(1) (the hot path): break id and launch.
+    assert_ok(
+        &sandbox.sh("mount --bind /bin/false /usr/bin/id"),
+        "hiding id",
+    );
+    let out = op("cc-launch sh -c 'echo fast'");
+    assert_ok(&out, "a member's launch without id(1)");
+    assert_eq!(text(&out.stdout).trim(), "fast");
+    assert_ok(&sandbox.sh("umount /usr/bin/id"), "restoring id");
 
     // The table deleted: cc-launch refuses and nothing runs.
     sandbox.delete_table();
