@@ -315,6 +315,23 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
         describe(&out)
     );
 
+    // Ctrl-C on the terminal ends the tool (and cc-launch with it) at once.
+    let out = op(&format!(
+        "{PYTHON} {}/ctrl_c.py cc-launch sh -c 'echo started; sleep 30'",
+        assets().display()
+    ));
+    let report = text(&out.stdout);
+    let took: f64 = report
+        .split("took=")
+        .nth(1)
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ctrl_c.py: {}", describe(&out)));
+    assert!(
+        took < 5.0 && (report.contains("signal=2 ") || report.contains("code=130 ")),
+        "Ctrl-C did not end the tool: {}",
+        describe(&out)
+    );
+
     // Exit codes, signals and pipes.
     assert_eq!(op("sh -c 'exit 42'").status.code(), Some(42));
     let out = op("cc-launch sh -c 'kill -TERM $$'; echo status=$?");
