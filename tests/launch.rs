@@ -289,6 +289,17 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
     assert_ok(&out, "the id wrapper");
     assert_eq!(text(&out.stdout).trim(), AGENT_UID.to_string());
 
+    // Everything but the proxy is closed to a tool an operator launched.
+    let out = op(&format!(
+        "cc-launch python3 {}/escape.py",
+        assets().display()
+    ));
+    let open = escapes(&out);
+    assert!(
+        open.is_empty(),
+        "a tool launched by cc-launch got out: {open:?}"
+    );
+
     // Through the proxy the tool reaches the "internet"; around it, it fails at once.
     let out = op("cc-launch curl -sS --max-time 5 http://192.0.2.1/");
     assert_ok(&out, "curl through the proxy");
