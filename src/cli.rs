@@ -36,6 +36,11 @@ pub enum Command {
     Render(RenderArgs),
     /// Check a config file and print it with every default filled in.
     CheckConfig(CheckConfigArgs),
+    /// Check every containment property of this host; exit 0 all pass, 1 any fail, 2 any skipped.
+    Verify(VerifyArgs),
+    /// The agent-side half of verify's probes (verify runs it as the agent user).
+    #[command(hide = true)]
+    AgentProbe(AgentProbeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +65,25 @@ pub struct RenderArgs {
 pub struct CheckConfigArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the result as JSON (schema: docs/verify-schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Also fetch URL as the agent through the proxy, and directly as the caller.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentProbeArgs {
+    /// Probes: udp:ADDR:PORT, tcp:ADDR:PORT or read:PATH.
+    #[arg(required = true)]
+    pub specs: Vec<String>,
 }
 
 /// The clap command, for the man page and completions.

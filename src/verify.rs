@@ -493,13 +493,19 @@ pub fn unified_diff(
     )
 }
 
-fn changed_lines(diff: &str) -> usize {
-    diff.lines()
+fn changed_lines(diff: &str) -> String {
+    let count = diff
+        .lines()
         .filter(|l| {
             (l.starts_with('+') && !l.starts_with("+++"))
                 || (l.starts_with('-') && !l.starts_with("---"))
         })
-        .count()
+        .count();
+    if count == 1 {
+        "1 line changed".into()
+    } else {
+        format!("{count} lines changed")
+    }
 }
 
 pub fn nft_table(obs: &TableObs) -> Probe {
@@ -532,7 +538,12 @@ pub fn nft_table(obs: &TableObs) -> Probe {
         }
         Ok(text) => normalize_table(text),
     };
-    match unified_diff(&expected, &loaded, "rendered (config + current UIDs)", "loaded") {
+    match unified_diff(
+        &expected,
+        &loaded,
+        "rendered (config + current UIDs)",
+        "loaded",
+    ) {
         None => Probe::pass(
             NAME,
             format!("table {table} is loaded and equals what the config and current UIDs render"),
@@ -540,7 +551,7 @@ pub fn nft_table(obs: &TableObs) -> Probe {
         Some(diff) => Probe::fail(
             NAME,
             format!(
-                "table {table} differs from what the config and current UIDs render ({} lines changed)",
+                "table {table} differs from what the config and current UIDs render ({})",
                 changed_lines(&diff)
             ),
             format!("{APPLY}: it replaces the table in one transaction"),
@@ -598,7 +609,7 @@ fn content_verdict(name: &str, obs: &GeneratedFileObs, state: &FileState, role: 
         Some(diff) => Probe::fail(
             name,
             format!(
-                "{} differs from what the config renders ({} lines changed)",
+                "{} differs from what the config renders ({})",
                 obs.path,
                 changed_lines(&diff)
             ),
@@ -1172,6 +1183,43 @@ pub fn dns_policy(config: &Config, obs: &AgentAttempts) -> Probe {
             )
         }
     }
+}
+
+/// The listening TCP sockets in the text of /proc/net/tcp or /proc/net/tcp6, with their owner UID.
+///
+/// The kernel prints each address as native-endian 32-bit words in hex and the port as plain hex.
+pub fn parse_proc_net_tcp(text: &str) -> Vec<Listener> {
+    let mut listeners = Vec::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 || fields[3] != "0A" {
+            continue;
+        }
+        let Some((addr_hex, port_hex)) = fields[1].split_once(':') else {
+            continue;
+        };
+        let (Ok(port), Ok(uid)) = (u16::from_str_radix(port_hex, 16), fields[7].parse::<u32>())
+        else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(16);
+        for chunk in addr_hex.as_bytes().chunks(8) {
+            let Ok(word) = u32::from_str_radix(std::str::from_utf8(chunk).unwrap_or(""), 16) else {
+                break;
+            };
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        let ip: std::net::IpAddr = match bytes.len() {
+            4 => <[u8; 4]>::try_from(bytes.as_slice()).unwrap().into(),
+            16 => <[u8; 16]>::try_from(bytes.as_slice()).unwrap().into(),
+            _ => continue,
+        };
+        listeners.push(Listener {
+            addr: SocketAddr::new(ip, port),
+            uid,
+        });
+    }
+    listeners
 }
 
 #[cfg(test)]

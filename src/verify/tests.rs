@@ -517,3 +517,43 @@ fn net_outcome_words_round_trip() {
         assert_eq!(NetOutcome::from_word(&outcome.word()), outcome);
     }
 }
+
+#[test]
+fn proc_net_tcp_listeners() {
+    // Little-endian host: 127.0.0.1 prints as 0100007F.
+    let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:22B8 00000000:0000 0A 00000000:00000000 00:00000000 00000000   998        0 1225 1 0 100 0 0 10 0\n\
+   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1226 1 0 100 0 0 10 0\n\
+   2: 0100007F:22B8 0100007F:A000 01 00000000:00000000 00:00000000 00000000   998        0 1227 1 0 100 0 0 10 0\n";
+    let v6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000000000000000000001000000:22B8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000   998        0 1 1 0 100 0 0 10 0\n\
+   1: 00000000000000000000000000000000:22B8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000   998        0 2 1 0 100 0 0 10 0\n";
+    if cfg!(target_endian = "little") {
+        assert_eq!(
+            parse_proc_net_tcp(v4),
+            vec![
+                Listener {
+                    addr: "127.0.0.1:8888".parse().unwrap(),
+                    uid: 998
+                },
+                Listener {
+                    addr: "0.0.0.0:22".parse().unwrap(),
+                    uid: 0
+                },
+            ]
+        );
+        assert_eq!(
+            parse_proc_net_tcp(v6),
+            vec![
+                Listener {
+                    addr: "[::1]:8888".parse().unwrap(),
+                    uid: 998
+                },
+                Listener {
+                    addr: "[::]:8888".parse().unwrap(),
+                    uid: 998
+                },
+            ]
+        );
+    }
+}
