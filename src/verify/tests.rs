@@ -557,3 +557,59 @@ fn proc_net_tcp_listeners() {
         );
     }
 }
+
+const SCHEMA: &str = include_str!("../../docs/verify-schema.json");
+
+fn validate(report: &Report) {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let instance = serde_json::to_value(report).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{instance:#}");
+}
+
+#[test]
+fn json_output_validates_against_the_documented_schema() {
+    let report = Report::new("host1".into(), evaluate(&config(), &healthy()));
+    validate(&report);
+    let mut obs = healthy();
+    obs.table.expected = Ok(TABLE.replace("skuid 901", "skuid 955"));
+    obs.agent_via_proxy = FetchObs::NoUrl;
+    let report = Report::new("host1".into(), evaluate(&config(), &obs));
+    assert!(report.probe("nft-table").unwrap().diff.is_some());
+    validate(&report);
+}
+
+#[test]
+fn schema_rejects_what_it_must() {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut doc =
+        serde_json::to_value(Report::new("h".into(), evaluate(&config(), &healthy()))).unwrap();
+    doc["probes"][0]["status"] = "ok".into();
+    assert!(!validator.is_valid(&doc));
+    doc["probes"][0]["status"] = "pass".into();
+    doc["probes"][0]["detail"] = "two\nlines".into();
+    assert!(!validator.is_valid(&doc));
+    doc["probes"][0]["detail"] = "one line".into();
+    doc["schema_version"] = 2.into();
+    assert!(!validator.is_valid(&doc));
+}
+
+#[test]
+fn schema_lists_every_probe_name() {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let examples: Vec<&str> = schema["$defs"]["probe"]["properties"]["name"]["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        examples, PROBE_NAMES,
+        "docs/verify-schema.json lists the probe names: update it with PROBE_NAMES"
+    );
+}
