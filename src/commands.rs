@@ -2,7 +2,10 @@
 
 use anyhow::Result;
 
-use crate::cli::{AgentProbeArgs, CheckConfigArgs, Cli, Command, RenderArgs, VerifyArgs};
+use crate::cli::{
+    AgentProbeArgs, BlockedArgs, CheckConfigArgs, Cli, Command, MetricsArgs, RenderArgs,
+    StatusArgs, VerifyArgs,
+};
 use crate::config::ConfigError;
 use crate::exit;
 use crate::host;
@@ -16,6 +19,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::CheckConfig(args) => check_config(args),
         Command::Verify(args) => verify_command(args),
         Command::AgentProbe(args) => agent_probe(args),
+        Command::Status(args) => status_command(args),
+        Command::Blocked(args) => blocked_command(args),
+        Command::Metrics(args) => metrics_command(args),
     }
 }
 
@@ -81,6 +87,46 @@ fn verify_command(args: VerifyArgs) -> Result<i32> {
 fn agent_probe(args: AgentProbeArgs) -> Result<i32> {
     for (spec, word) in host::verify::agent_probe(&args.specs) {
         println!("{spec}\t{word}");
+    }
+    Ok(exit::OK)
+}
+
+fn status_command(args: StatusArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    let view = host::verify::status_view(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", view.to_text());
+    }
+    Ok(exit::OK)
+}
+
+fn blocked_command(args: BlockedArgs) -> Result<i32> {
+    let source = match args.from {
+        Some(path) => host::verify::LogSource::File(path),
+        None => host::verify::LogSource::Journal { since: args.since },
+    };
+    let entries = host::verify::read_blocked(&source)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "entries": entries }))?
+        );
+    } else if entries.is_empty() {
+        println!("no blocked attempts in the kernel log");
+    } else {
+        print!("{}", crate::blocked::to_text(&entries));
+    }
+    Ok(exit::OK)
+}
+
+fn metrics_command(args: MetricsArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    let text = crate::metrics::render(&host::verify::metrics_input(&config));
+    match &args.output {
+        Some(path) => host::verify::write_atomic(path, &text, 0o644)?,
+        None => print!("{text}"),
     }
     Ok(exit::OK)
 }

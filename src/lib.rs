@@ -1,11 +1,14 @@
 //! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
 
+pub mod blocked;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod facts;
 pub mod host;
+pub mod metrics;
 pub mod paths;
 pub mod render;
+pub mod status;
 pub mod verify;

@@ -536,3 +536,232 @@ fn fetch(config: &Config, url: &str, agent: Option<&Account>) -> FetchObs {
         },
     }
 }
+
+/// The named counters of the loaded table: Ok(None) when it is not loaded.
+pub fn counters() -> Result<Option<Vec<crate::status::Counter>>, String> {
+    let out = run(
+        "nft",
+        &[
+            "-j",
+            "list",
+            "counters",
+            "table",
+            paths::NFT_TABLE_FAMILY,
+            paths::NFT_TABLE,
+        ],
+    )
+    .map_err(|err| format!("cannot run nft: {err}"))?;
+    if out.status.success() {
+        crate::status::parse_counters_json(&String::from_utf8_lossy(&out.stdout)).map(Some)
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") {
+            Ok(None)
+        } else {
+            Err(stderr.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+    }
+}
+
+/// Units `status` shows.
+pub const STATUS_UNITS: &[&str] = &[BOOT_UNIT, PROXY_UNIT, "pipelock-containment-metrics.timer"];
+
+/// Gather the status screen. Drift comes from the same probes verify runs (without the agent probes).
+pub fn status_view(config: &Config) -> crate::status::StatusView {
+    use crate::status::{drifted, last_apply_from_manifest, Role, StatusView, Tool, Unit};
+    let observations = observe(config, &Options::default());
+    let probes = crate::verify::evaluate(config, &observations);
+    let drifted = drifted(&probes);
+    let (table_loaded, table_error, counters) = match counters() {
+        Ok(Some(counters)) => (true, None, counters),
+        Ok(None) => (false, None, Vec::new()),
+        Err(err) => (false, Some(err), Vec::new()),
+    };
+    let group = nix::unistd::Group::from_name(&config.users.operators_group)
+        .ok()
+        .flatten();
+    let manifest = Path::new(paths::STATE_DIR).join("manifest.json");
+    let last_apply = std::fs::read_to_string(&manifest).ok().map(|text| {
+        last_apply_from_manifest(&text).unwrap_or_else(|| {
+            std::fs::metadata(&manifest)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| {
+                    format!(
+                        "{} (manifest modified)",
+                        crate::blocked::rfc3339_from_micros(d.as_micros() as u64)
+                    )
+                })
+                .unwrap_or_else(|| "recorded, time unknown".into())
+        })
+    });
+    StatusView {
+        host: hostname(),
+        roles: vec![
+            Role {
+                role: "agent".into(),
+                name: config.users.agent.clone(),
+                id: observations.users.agent.as_ref().map(|a| a.uid),
+                members: vec![],
+            },
+            Role {
+                role: "proxy".into(),
+                name: config.users.proxy.clone(),
+                id: observations.users.proxy.as_ref().map(|a| a.uid),
+                members: vec![],
+            },
+            Role {
+                role: "operators".into(),
+                name: config.users.operators_group.clone(),
+                id: group.as_ref().map(|g| g.gid.as_raw()),
+                members: group.map(|g| g.mem).unwrap_or_default(),
+            },
+        ],
+        table_loaded,
+        table_error,
+        counters,
+        units: STATUS_UNITS
+            .iter()
+            .map(|unit| Unit {
+                unit: unit.to_string(),
+                enabled: systemctl(&["is-enabled", unit]),
+                active: systemctl(&["is-active", unit]),
+            })
+            .collect(),
+        last_apply,
+        drift: !drifted.is_empty(),
+        drifted,
+        tools: config
+            .tools
+            .wrap
+            .iter()
+            .map(|tool| {
+                let wrapper = format!(
+                    "{}/{}",
+                    paths::WRAPPER_DIR,
+                    crate::config::tool_command_name(tool)
+                );
+                Tool {
+                    tool: tool.clone(),
+                    wrapper_present: Path::new(&wrapper).is_file(),
+                    wrapper,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Where blocked attempts are read from.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// The kernel messages in the journal (`journalctl -k -o json`), optionally `--since`.
+    Journal { since: Option<String> },
+    /// A file of journal JSON or kernel log text (dmesg); `-` is stdin.
+    File(std::path::PathBuf),
+}
+
+/// Read blocked attempts.
+pub fn read_blocked(source: &LogSource) -> Result<Vec<crate::blocked::Entry>> {
+    use crate::blocked::{parse_journal_json, parse_text};
+    let text = match source {
+        LogSource::File(path) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the kernel log from stdin")?;
+            text
+        }
+        LogSource::File(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the kernel log from {}", path.display()))?,
+        LogSource::Journal { since } => {
+            let mut args = vec!["-k", "-o", "json", "--no-pager", "-q"];
+            if let Some(since) = since {
+                args.push("--since");
+                args.push(since);
+            }
+            let out = run("journalctl", &args).context(
+                "running journalctl (no journal? read a saved log with --from FILE, e.g. dmesg output)",
+            )?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "journalctl {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            return Ok(parse_journal_json(&String::from_utf8_lossy(&out.stdout)));
+        }
+    };
+    Ok(if text.trim_start().starts_with('{') {
+        parse_journal_json(&text)
+    } else {
+        parse_text(&text)
+    })
+}
+
+/// Write a file atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // No .prom suffix on the temporary name: the textfile collector ignores it.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(contents.as_bytes())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Gather the metrics: the verify probes (as the agent, without URL) and the counters.
+pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
+    let observations = observe(
+        config,
+        &Options {
+            url: None,
+            agent_probes: true,
+        },
+    );
+    let probes = crate::verify::evaluate(config, &observations);
+    let counters = counters().ok().flatten();
+    let value = |name: &str| {
+        counters
+            .as_ref()
+            .and_then(|cs| cs.iter().find(|c| c.name == name))
+            .map(|c| (c.packets, c.bytes))
+            .unwrap_or((0, 0))
+    };
+    let status = |name: &str| probes.iter().find(|p| p.name == name).map(|p| p.status);
+    crate::metrics::MetricsInput {
+        contained: !probes
+            .iter()
+            .any(|p| p.status == crate::verify::Status::Fail),
+        drift: !crate::status::drifted(&probes).is_empty(),
+        table_loaded: counters.is_some(),
+        blocked_packets: value("blocked").0,
+        blocked_bytes: value("blocked").1,
+        dns_blocked_packets: value("dns_blocked").0,
+        proxy_up: status("proxy-unit") == Some(crate::verify::Status::Pass),
+        probes,
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}
