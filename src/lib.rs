@@ -9,6 +9,7 @@ pub mod facts;
 pub mod host;
 pub mod metrics;
 pub mod paths;
+pub mod plan;
 pub mod render;
 pub mod status;
 pub mod verify;
