@@ -197,6 +197,9 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
 
 fn verify_command(args: VerifyArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
+    if let Some(code) = need_root_to_read("verify") {
+        return Ok(code);
+    }
     let options = host::verify::Options {
         url: args.url,
         agent_probes: true,
@@ -253,10 +256,25 @@ fn blocked_command(args: BlockedArgs) -> Result<i32> {
 
 fn metrics_command(args: MetricsArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
+    if let Some(code) = need_root_to_read("metrics") {
+        return Ok(code);
+    }
     let text = crate::metrics::render(&host::verify::metrics_input(&config));
     match &args.output {
         Some(path) => host::verify::write_atomic(path, &text, 0o644)?,
         None => print!("{text}"),
     }
     Ok(exit::OK)
+}
+
+/// verify and metrics read the kernel's table and probe as the agent: both need root.
+fn need_root_to_read(what: &str) -> Option<i32> {
+    if host::apply::is_root() {
+        return None;
+    }
+    eprintln!(
+        "pipelock-containment: {what} reads the nft table and runs probes as the agent user, \
+         which needs root: run it with sudo (`pipelock-containment status` works without root)"
+    );
+    Some(exit::NEED_ROOT)
 }

@@ -37,21 +37,20 @@ pub fn parse_counters_json(text: &str) -> Result<Vec<Counter>, String> {
         .collect())
 }
 
-/// When the last apply ran, from the manifest: a top-level time field if there is one.
+/// When the last apply that changed something ran, from the manifest's `applied_at`
+/// (seconds since the epoch), with the helper version that wrote it.
 pub fn last_apply_from_manifest(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    [
-        "applied_at",
-        "last_apply",
-        "updated_at",
-        "timestamp",
-        "time",
-    ]
-    .iter()
-    .find_map(|key| match &value[*key] {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    let time = match &value["applied_at"] {
+        serde_json::Value::Number(n) => {
+            crate::blocked::rfc3339_from_micros(n.as_u64()?.saturating_mul(1_000_000))
+        }
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    Some(match value["version"].as_str() {
+        Some(version) if !version.is_empty() => format!("{time} (pipelock-containment {version})"),
+        _ => time,
     })
 }
 
@@ -218,12 +217,14 @@ mod tests {
     #[test]
     fn manifest_time_is_optional() {
         assert_eq!(
-            last_apply_from_manifest(
-                r#"{"version":1,"applied_at":"2026-11-30T07:00:00Z","files":[]}"#
-            ),
+            last_apply_from_manifest(r#"{"version":"0.1.0","applied_at":1796025600,"files":{}}"#),
+            Some("2026-11-30T08:00:00Z (pipelock-containment 0.1.0)".into())
+        );
+        assert_eq!(
+            last_apply_from_manifest(r#"{"applied_at":"2026-11-30T07:00:00Z"}"#),
             Some("2026-11-30T07:00:00Z".into())
         );
-        assert_eq!(last_apply_from_manifest(r#"{"files":[]}"#), None);
+        assert_eq!(last_apply_from_manifest(r#"{"files":{}}"#), None);
         assert_eq!(last_apply_from_manifest("garbage"), None);
     }
 

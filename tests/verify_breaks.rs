@@ -196,3 +196,93 @@ fn each_break_fails_its_probe_and_apply_repairs_it() {
         .to_string();
     assert!(diff.contains("meta skuid"), "{diff}");
 }
+
+#[test]
+fn status_counts_blocked_attempts_and_metrics_file_is_written() {
+    let test = "status_counts_blocked_attempts_and_metrics_file_is_written";
+    if !is_root() {
+        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
+        return;
+    }
+    let script = r#"
+fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
+pipelock-containment apply > /dev/null 2>&1 || fail "apply"
+for i in 1 2 3; do
+    setpriv --reuid=cc-agent --regid=cc-agent --init-groups -- \
+        pipelock-containment agent-probe udp:127.0.0.1:9 udp:127.0.0.1:53 > /dev/null
+done
+echo "=== status"
+pipelock-containment status --json
+echo "=== metrics"
+mkdir -p /var/lib/prometheus/node-exporter
+pipelock-containment metrics --output /var/lib/prometheus/node-exporter/pipelock_containment.prom
+cat /var/lib/prometheus/node-exporter/pipelock_containment.prom
+echo "=== files"
+ls -A /var/lib/prometheus/node-exporter
+"#;
+    let work = std::env::temp_dir().join(format!("verify-status-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
+    let output = Command::new("sh")
+        .arg(&support)
+        .arg(&work)
+        .arg(BINARY)
+        .arg(script)
+        .output()
+        .expect("running the sandbox");
+    let _ = std::fs::remove_dir_all(&work);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let section = |name: &str| -> String {
+        let start = text.find(&format!("=== {name}\n")).unwrap() + name.len() + 5;
+        let end = text[start..]
+            .find("\n=== ")
+            .map_or(text.len(), |e| start + e + 1);
+        text[start..end].to_string()
+    };
+    let status: Value = serde_json::from_str(&section("status")).unwrap();
+    assert_eq!(status["table_loaded"], true, "{status:#}");
+    assert_eq!(status["drift"], false, "{status:#}");
+    assert!(status["last_apply"]
+        .as_str()
+        .unwrap()
+        .contains("pipelock-containment"));
+    let counter = |name: &str| {
+        status["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    // Six datagrams from the agent, all rejected; three of them DNS.
+    assert_eq!(counter("blocked"), 6, "{status:#}");
+    assert_eq!(counter("dns_blocked"), 3, "{status:#}");
+    assert_eq!(status["roles"][0]["name"], "cc-agent");
+
+    let metrics = section("metrics");
+    assert!(
+        metrics.contains("\npipelock_containment_drift 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\npipelock_containment_table_loaded 1\n"),
+        "{metrics}"
+    );
+    // At least the six datagrams above, plus the metrics run's own agent probes.
+    let blocked: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pipelock_containment_blocked_packets_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(blocked >= 6, "{metrics}");
+    assert!(metrics.contains("# TYPE pipelock_containment_proxy_up gauge\n"));
+    assert_eq!(section("files").trim(), "pipelock_containment.prom");
+}
