@@ -3,4 +3,6 @@
 pub mod apply;
 pub mod facts;
 pub mod fs;
+pub mod launch;
+pub mod tools;
 pub mod verify;
