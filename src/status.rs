@@ -103,6 +103,8 @@ pub struct StatusView {
     pub last_apply: Option<String>,
     pub drift: bool,
     pub drifted: Vec<String>,
+    /// The CA bundle probe's verdict, e.g. that TLS interception is not trusted yet.
+    pub ca: String,
     pub tools: Vec<Tool>,
 }
 
@@ -170,6 +172,7 @@ impl StatusView {
                 "no".to_string()
             }
         );
+        let _ = writeln!(out, "ca:        {}", self.ca);
         let _ = writeln!(out, "tools:");
         for tool in &self.tools {
             let _ = writeln!(
@@ -270,6 +273,7 @@ mod tests {
             last_apply: None,
             drift: true,
             drifted: vec!["nft-table".into()],
+            ca: "/etc/pipelock/combined-ca.pem is missing".into(),
             tools: vec![],
         };
         let text = view.to_text();

@@ -328,9 +328,24 @@ fn agent_probes(config: &Config, agent: Option<&Account>, bundle: &str, key: &st
         ));
     };
     // A listener the agent must not reach: stands for any local service (a database, ssh -D).
-    let listener = match TcpListener::bind("127.0.0.1:0") {
-        Ok(listener) => listener,
-        Err(err) => return fail(format!("cannot open a loopback test listener: {err}")),
+    // Never a port the agent may use: the proxy's or an allow-listed one.
+    let mut listener = None;
+    for _ in 0..8 {
+        match TcpListener::bind("127.0.0.1:0") {
+            Ok(candidate) => {
+                let port = candidate.local_addr().map(|a| a.port()).unwrap_or(0);
+                if port != config.proxy.listen_port
+                    && !config.network.allowed_loopback_ports.contains(&port)
+                {
+                    listener = Some(candidate);
+                    break;
+                }
+            }
+            Err(err) => return fail(format!("cannot open a loopback test listener: {err}")),
+        }
+    }
+    let Some(listener) = listener else {
+        return fail("cannot find a loopback port outside the allow-list".into());
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let egress = [
@@ -632,6 +647,11 @@ pub fn status_view(config: &Config) -> crate::status::StatusView {
         last_apply,
         drift: !drifted.is_empty(),
         drifted,
+        ca: probes
+            .iter()
+            .find(|p| p.name == "ca-bundle")
+            .map(|p| format!("{} ({})", p.detail, p.status.label().to_lowercase()))
+            .unwrap_or_default(),
         tools: config
             .tools
             .wrap
