@@ -286,3 +286,73 @@ ls -A /var/lib/prometheus/node-exporter
     assert!(metrics.contains("# TYPE pipelock_containment_proxy_up gauge\n"));
     assert_eq!(section("files").trim(), "pipelock_containment.prom");
 }
+
+#[test]
+fn url_probes_go_through_a_real_proxy_and_fail_when_it_stops() {
+    let test = "url_probes_go_through_a_real_proxy_and_fail_when_it_stops";
+    if !is_root() {
+        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
+        return;
+    }
+    for tool in ["/usr/bin/tinyproxy", "/usr/bin/python3", "/usr/bin/curl"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{test}: {tool} is required when running as root"
+        );
+    }
+    // The "internet" is 192.0.2.1 on a veth inside the private namespace; tinyproxy runs as
+    // the proxy user on 127.0.0.1:8888, as the config says.
+    let script = r#"
+fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
+pipelock-containment apply > /dev/null 2>&1 || fail "apply"
+ip link add verify0 type veth peer name verify1
+ip addr add 192.0.2.1/24 dev verify1
+ip link set verify1 up
+ip link set verify0 up
+mkdir -p /tmp/www && echo hello > /tmp/www/index.html
+/usr/bin/python3 -m http.server --bind 192.0.2.1 --directory /tmp/www 8080 > /dev/null 2>&1 &
+printf 'Port 8888\nListen 127.0.0.1\nTimeout 10\nAllow 127.0.0.1\nMaxClients 8\n' > /tmp/tinyproxy.conf
+setpriv --reuid=pipelock-proxy --regid=pipelock-proxy --init-groups -- \
+    /usr/bin/tinyproxy -d -c /tmp/tinyproxy.conf > /dev/null 2>&1 &
+proxy=$!
+for i in $(seq 50); do
+    curl -s -o /dev/null --max-time 1 http://192.0.2.1:8080/ && \
+    curl -s -o /dev/null --max-time 1 --proxy http://127.0.0.1:8888 http://192.0.2.1:8080/ && break
+    sleep 0.1
+done
+echo "=== step proxy-up"; pipelock-containment verify --json --url http://192.0.2.1:8080/; echo "=== rc $?"
+kill "$proxy"; wait "$proxy" 2>/dev/null
+echo "=== step proxy-down"; pipelock-containment verify --json --url http://192.0.2.1:8080/; echo "=== rc $?"
+"#;
+    let work = std::env::temp_dir().join(format!("verify-url-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
+    let output = Command::new("sh")
+        .arg(&support)
+        .arg(&work)
+        .arg(BINARY)
+        .arg(script)
+        .output()
+        .expect("running the sandbox");
+    let _ = std::fs::remove_dir_all(&work);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    let reports = reports(&text);
+    let up = &reports["proxy-up"];
+    let s = statuses(up);
+    assert_eq!(s["agent-via-proxy"], "pass", "{up:#}");
+    assert_eq!(s["operator-direct"], "pass", "{up:#}");
+    // 192.0.2.1 is local here, so the agent's direct attempt leaves through lo: still denied.
+    assert_eq!(s["agent-egress-denied"], "pass", "{up:#}");
+    assert_eq!(s["agent-loopback-denied"], "pass", "{up:#}");
+    assert_eq!(
+        changed(up, &reports["proxy-down"]),
+        ["agent-via-proxy=fail"],
+        "{:#}",
+        reports["proxy-down"]
+    );
+}
