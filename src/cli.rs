@@ -63,6 +63,9 @@ pub enum Command {
     /// Manage the tools operators may launch (tools.wrap) and their wrappers.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// The CA bundle agents trust: the system roots plus the proxy's TLS interception CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +121,31 @@ pub struct ToolsListArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Print JSON: a list of {tool, command, wrapper}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Rebuild the combined CA bundle and fix the proxy CA key's owner and mode (root).
+    ///
+    /// Reads the system bundle (ca.system_bundle, or the distro's) and the proxy CA
+    /// (ca.proxy_ca), writes ca.combined_bundle atomically as 0644 root:root when its
+    /// contents change, and makes ca.proxy_ca_key owned by the proxy user with mode 0600.
+    /// A missing proxy CA is not an error: the bundle then holds the system roots only.
+    /// Runs by itself when either input changes (pipelock-containment-ca.path, and on
+    /// Debian the update-ca-certificates hook).
+    Refresh(CaRefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaRefreshArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show what would change; write nothing (no root needed).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
 }

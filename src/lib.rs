@@ -1,6 +1,7 @@
 //! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
 
 pub mod blocked;
+pub mod ca;
 pub mod cli;
 pub mod commands;
 pub mod config;

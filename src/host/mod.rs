@@ -1,6 +1,7 @@
 //! The one layer that touches the host: user database, files, subprocesses. Everything else is pure.
 
 pub mod apply;
+pub mod ca;
 pub mod facts;
 pub mod fs;
 pub mod launch;
