@@ -13,6 +13,8 @@ use crate::host;
 use crate::render;
 use crate::verify;
 
+mod grants_cli;
+
 /// Run the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -30,6 +32,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tools(ToolsCommand::Remove(args)) => tools_edit(args, false),
         Command::Tools(ToolsCommand::List(args)) => tools_list(args),
         Command::Ca(CaCommand::Refresh(args)) => ca_refresh(args),
+        Command::Grant(args) => grants_cli::grant(args),
+        Command::Revoke(args) => grants_cli::revoke(args),
+        Command::Grants(args) => grants_cli::grants(args),
     }
 }
 
@@ -37,6 +42,11 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err.chain().any(|cause| cause.is::<ConfigError>()) {
         exit::CONFIG
+    } else if err
+        .chain()
+        .any(|cause| cause.is::<host::grants::NeedRoot>())
+    {
+        exit::NEED_ROOT
     } else {
         exit::FAILURE
     }

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod facts;
+pub mod grants;
 pub mod host;
 pub mod launch;
 pub mod metrics;

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod ca;
 pub mod facts;
 pub mod fs;
+pub mod grants;
 pub mod launch;
 pub mod tools;
 pub mod verify;
