@@ -39,7 +39,8 @@ usermod -u "$new" cc-agent; step agent-new-uid; repair agent-new-uid
 mkdir -p /etc/pipelock
 printf -- '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n' > /etc/pipelock/ca-key.pem
 chmod 0644 /etc/pipelock/ca-key.pem; step ca-key-readable
-chown pipelock-proxy /etc/pipelock/ca-key.pem; chmod 0600 /etc/pipelock/ca-key.pem; step ca-key-fixed
+pipelock-containment ca refresh > /dev/null 2>&1 || echo "ca refresh failed"
+step ca-key-readable+ca-refresh
 "#;
 
 fn is_root() -> bool {
@@ -183,7 +184,13 @@ fn each_break_fails_its_probe_and_apply_repairs_it() {
         ],
     );
     expect("ca-key-readable", &["ca-key=fail"]);
-    expect("ca-key-fixed", &[]);
+    // `ca refresh` fixes the key's owner and mode (apply runs it once its CA step is wired).
+    assert_eq!(
+        statuses(&reports["ca-key-readable+ca-refresh"])["ca-key"],
+        "pass",
+        "{:#}",
+        reports["ca-key-readable+ca-refresh"]
+    );
 
     let diff = reports["agent-new-uid"]["probes"]
         .as_array()
