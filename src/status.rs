@@ -103,6 +103,8 @@ pub struct StatusView {
     pub last_apply: Option<String>,
     pub drift: bool,
     pub drifted: Vec<String>,
+    /// Drift can only be judged as root (the table and the 0440 sudoers file are root's).
+    pub drift_checked: bool,
     /// The CA bundle probe's verdict, e.g. that TLS interception is not trusted yet.
     pub ca: String,
     pub tools: Vec<Tool>,
@@ -163,7 +165,9 @@ impl StatusView {
         let _ = writeln!(
             out,
             "drift:     {}",
-            if self.drift {
+            if !self.drift_checked {
+                "unknown: run status as root to compare the host with the config".to_string()
+            } else if self.drift {
                 format!(
                     "YES ({}): run `pipelock-containment apply`",
                     self.drifted.join(", ")
@@ -273,6 +277,7 @@ mod tests {
             last_apply: None,
             drift: true,
             drifted: vec!["nft-table".into()],
+            drift_checked: true,
             ca: "/etc/pipelock/combined-ca.pem is missing".into(),
             tools: vec![],
         };
@@ -282,5 +287,10 @@ mod tests {
         assert!(text.contains("NOT LOADED"), "{text}");
         assert!(text.contains("YES (nft-table)"), "{text}");
         assert!(text.contains("none recorded"), "{text}");
+        let unchecked = StatusView {
+            drift_checked: false,
+            ..view
+        };
+        assert!(unchecked.to_text().contains("drift:     unknown"));
     }
 }
