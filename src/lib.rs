@@ -8,3 +8,4 @@ pub mod facts;
 pub mod host;
 pub mod paths;
 pub mod render;
+pub mod sysusers;
