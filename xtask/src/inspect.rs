@@ -282,30 +282,39 @@ fn check_contents(label: &str, packages: &Packages, tree: &Utf8Path, problems: &
     }
 }
 
-/// A shell script that `sh -n` accepts.
+/// A shell script that `sh -n` and `shellcheck -s sh` accept.
 fn check_shell_syntax(label: &str, name: &str, text: &str, problems: &mut Problems) {
-    let result = (|| -> Result<std::process::Output> {
-        let mut child = Command::new("sh")
-            .args(["-n", "-s"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes())?;
-        Ok(child.wait_with_output()?)
-    })();
-    match result {
-        Ok(out) => problems.check(out.status.success(), || {
-            format!(
-                "{label}: {name} has a shell syntax error: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        }),
-        Err(err) => problems
-            .0
-            .push(format!("{label}: cannot run sh -n on {name}: {err}")),
+    for checker in [
+        &["sh", "-n", "-s"][..],
+        &["shellcheck", "-s", "sh", "-"][..],
+    ] {
+        match run_with_stdin(checker, text) {
+            Ok(out) => problems.check(out.status.success(), || {
+                format!(
+                    "{label}: `{}` rejects {name}: {}{}",
+                    checker.join(" "),
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            }),
+            Err(err) => problems.0.push(format!(
+                "{label}: cannot run `{}` on {name}: {err}",
+                checker.join(" ")
+            )),
+        }
     }
+}
+
+fn run_with_stdin(argv: &[&str], text: &str) -> Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(text.as_bytes())?;
+    Ok(child.wait_with_output()?)
 }
 
 /// An empty directory next to the packages, for unpacking `what`.
