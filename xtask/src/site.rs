@@ -93,7 +93,10 @@ fn bad_site(dir: &Utf8Path) -> Result<()> {
         out_dir.as_str(),
     ]))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprint!("{stderr}");
+    eprintln!("expected failure, the build printed:");
+    for line in stderr.lines() {
+        eprintln!("  | {line}");
+    }
     if out.status.success() {
         bail!("`cargo xtask dist --config {site}` succeeded with an unknown key");
     }
