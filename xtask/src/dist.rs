@@ -171,12 +171,23 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
     generate::strip_binaries(&target_dir.join("release"), &generated)?;
     rpm_scripts::write_all(&root, &generated, &sysusers::render(&packages.config))?;
 
+    // Reproducible packages: file times and build time clamped to the last commit's time.
+    let source_date = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .or_else(|| last_commit_time(&root));
+    let with_date = |mut command: std::process::Command| {
+        if let Some(date) = &source_date {
+            command.env("SOURCE_DATE_EPOCH", date);
+        }
+        command
+    };
+
     for stale in [&packages.deb, &packages.rpm] {
         if stale.exists() {
             std::fs::remove_file(stale).with_context(|| format!("cannot remove {stale}"))?;
         }
     }
-    cmd::run(cmd::cargo().current_dir(&root).args([
+    cmd::run(with_date(cmd::cargo()).current_dir(&root).args([
         "deb",
         "--package",
         generate::BIN,
@@ -187,7 +198,7 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
         "--output",
         packages.deb.as_str(),
     ]))?;
-    cmd::run(cmd::cargo().current_dir(&root).args([
+    cmd::run(with_date(cmd::cargo()).current_dir(&root).args([
         "generate-rpm",
         "--package",
         ".",
@@ -204,6 +215,20 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
         }
     }
     Ok(packages)
+}
+
+/// The committer time of HEAD, in seconds since the epoch (None outside a git checkout).
+fn last_commit_time(root: &Utf8Path) -> Option<String> {
+    let out = cmd::capture(std::process::Command::new("git").current_dir(root).args([
+        "log",
+        "-1",
+        "--format=%ct",
+    ]))
+    .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let time = text.trim();
+    (out.status.success() && !time.is_empty() && time.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| time.to_owned())
 }
 
 #[cfg(test)]
