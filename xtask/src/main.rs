@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Build chores for pipelock-containment")]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build chores for pipelock-containment"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
