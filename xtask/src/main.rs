@@ -1,18 +1,43 @@
-//! Build chores: `cargo xtask bench-launch` and friends.
+//! Build chores behind `cargo xtask`: packages, package lint and inspection, the project test run.
 
 mod bench_launch;
+mod cmd;
+mod dist;
+mod generate;
+mod inspect;
+mod lint;
+mod rpm_scripts;
+mod site;
+mod test;
+mod tools;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[derive(Parser)]
-#[command(name = "xtask", about = "Build chores for pipelock-containment")]
-struct Xtask {
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build chores for pipelock-containment"
+)]
+struct Cli {
     #[command(subcommand)]
-    command: Task,
+    task: Task,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Task {
+    /// Build the release binaries and write the .deb and the .rpm to target/dist/.
+    Dist(dist::DistArgs),
+    /// Build the packages and run lintian and rpmlint on them (fails on any error or warning).
+    LintPackages(dist::DistArgs),
+    /// Build the packages and check their files, modes, metadata, dependencies and scripts.
+    CheckPackages(dist::DistArgs),
+    /// Check site builds: a site config's names land in the packages, a bad one fails the build.
+    SiteCheck,
+    /// The project's test command: cargo test, package checks, lint, site builds, end-to-end.
+    Test,
     /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
     BenchLaunch {
         /// Timed runs per command.
@@ -21,8 +46,26 @@ enum Task {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Xtask::parse().command {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Dist(args) => dist::dist(&args).map(|packages| packages.print()),
+        Task::LintPackages(args) => dist::dist(&args).and_then(|packages| lint::lint(&packages)),
+        Task::CheckPackages(args) => {
+            dist::dist(&args).and_then(|packages| inspect::check(&packages))
+        }
+        Task::SiteCheck => site::check(),
+        Task::Test => test::run(),
         Task::BenchLaunch { runs } => bench_launch::run(runs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
