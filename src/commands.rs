@@ -106,7 +106,9 @@ fn print_line(line: &str) {
 fn apply_command(args: ApplyArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     if args.dry_run {
-        let (plan, _, mut warnings) = host::apply::plan_for_host(&config, &[], &[], 0)?;
+        let host::apply::Planned {
+            plan, mut warnings, ..
+        } = host::apply::plan_for_host(&config, &[], &[], 0)?;
         if !host::apply::is_root() {
             warnings.push(
                 "not root: files only root can read and the live nft table are not compared".into(),
@@ -183,12 +185,10 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     } else {
         None
     };
-    let agent = config
-        .as_ref()
-        .map_or_else(|| Config::defaults().users.agent, |c| c.users.agent.clone());
+    let current = config.clone().unwrap_or_else(Config::defaults);
     print_line(&format!("pipelock-containment {what}:"));
     let mut log = print_line;
-    let (plan, mut errors) = host::apply::remove_host(&agent, &mut log)?;
+    let (plan, mut errors) = host::apply::remove_host(&current, &mut log)?;
     for note in &plan.notes {
         outln!("note: {note}");
     }
