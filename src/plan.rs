@@ -983,7 +983,7 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
         Ok(changes) => changes.clone(),
         Err(why) => {
             note = Some(format!(
-                "the proxy CA key cannot be checked or fixed: {why}; fix it, then run                  `pipelock-containment ca refresh`"
+                "the proxy CA key cannot be checked or fixed: {why}; fix it, then run `pipelock-containment ca refresh`"
             ));
             Vec::new()
         }
@@ -1009,7 +1009,7 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
         }
         Err(why) => {
             let message = format!(
-                "WARNING: the combined CA bundle {} cannot be built: {why}. It keeps its                  previous contents ({}); fix the file, then run `pipelock-containment ca                  refresh` (or apply)",
+                "WARNING: the combined CA bundle {} cannot be built: {why}. It keeps its previous contents ({}); fix the file, then run `pipelock-containment ca refresh` (or apply)",
                 ca.bundle,
                 if ca.current == FileState::Absent {
                     "none: agents have no CA bundle yet"

@@ -763,7 +763,7 @@ pub fn refresh_ca_bundle(
             }
             if outcome.key.agent_can_read {
                 log(&format!(
-                    "  WARNING: the agent user can still read the proxy CA key {}: check its                      ACL and directory, then run `pipelock-containment ca refresh`",
+                    "  WARNING: the agent user can still read the proxy CA key {}: check its ACL and directory, then run `pipelock-containment ca refresh`",
                     outcome.key.path
                 ));
             }
@@ -771,7 +771,7 @@ pub fn refresh_ca_bundle(
         }
         Err(err) if refused_when_planned || crate::host::ca::is_refused_input(&err) => {
             log(&format!(
-                "  WARNING: {err:#}. The combined CA bundle {} keeps its previous contents; fix                  the file, then run `pipelock-containment ca refresh`",
+                "  WARNING: {err:#}. The combined CA bundle {} keeps its previous contents; fix the file, then run `pipelock-containment ca refresh`",
                 config.ca.combined_bundle
             ));
             Ok(())
