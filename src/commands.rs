@@ -121,7 +121,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
                     "id": s.id(), "description": s.to_string(), "step": s,
                 })).collect::<Vec<_>>(),
                 "notes": plan.notes,
-                "warnings": warnings,
+                "warnings": warnings.iter().chain(&plan.warnings).collect::<Vec<_>>(),
                 "diff": plan.diff(),
             });
             outln!("{}", serde_json::to_string_pretty(&value)?);
@@ -150,6 +150,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             "steps": plan.steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "accounts": applied.account_steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "notes": plan.notes,
+            "warnings": plan.warnings,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit::OK);
@@ -164,6 +165,9 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     }
     for note in &plan.notes {
         outln!("deferred: {note}");
+    }
+    for warning in &plan.warnings {
+        eprintln!("pipelock-containment: WARNING: {warning}");
     }
     Ok(exit::OK)
 }

@@ -462,6 +462,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// What is deferred or skipped (no systemd, no kernel nftables, unit not installed).
     pub notes: Vec<String>,
+    /// What the operator must fix, though apply goes on (a proxy CA file that is not a CA).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -534,6 +536,9 @@ impl Plan {
         }
         for note in &self.notes {
             out.push_str(&format!("note: {note}\n"));
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("WARNING: {warning}\n"));
         }
         out
     }
@@ -845,7 +850,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     if let Some(ca) = &observed.ca {
         let (step, note) = plan_ca(ca);
         steps.extend(step);
-        plan.notes.extend(note);
+        plan.warnings.extend(note);
     }
 
     // Units.
@@ -1009,7 +1014,7 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
         }
         Err(why) => {
             let message = format!(
-                "WARNING: the combined CA bundle {} cannot be built: {why}. It keeps its previous contents ({}); fix the file, then run `pipelock-containment ca refresh` (or apply)",
+                "the combined CA bundle {} cannot be built: {why}. It keeps its previous contents ({}); fix the file, then run `pipelock-containment ca refresh` (or apply)",
                 ca.bundle,
                 if ca.current == FileState::Absent {
                     "none: agents have no CA bundle yet"
@@ -1824,12 +1829,15 @@ mod tests {
             ca_step(&plan),
             Step::RefreshCaBundle { change: CaChange::KeyOnly, refused: Some(r), .. } if *r == why
         ));
-        let notes = plan.notes.join("\n");
-        assert!(notes.contains("WARNING: the combined CA bundle /etc/pipelock/combined-ca.pem cannot be built: ca.pem holds a PRIVATE KEY"), "{notes}");
+        let notes = plan.warnings.join("\n");
+        assert!(notes.contains("the combined CA bundle /etc/pipelock/combined-ca.pem cannot be built: ca.pem holds a PRIVATE KEY"), "{notes}");
         let after = simulate(&host, &plan);
         let again = apply(&config, &after);
         assert!(again.is_noop(), "{}", again.summary());
         assert!(again.summary().starts_with("no changes\n"));
+        assert!(again
+            .summary()
+            .contains("\nWARNING: the combined CA bundle"));
     }
 
     #[test]

@@ -655,7 +655,8 @@ cp $B /tmp/bundle-good
 install -m 0600 /etc/pipelock/ca-key.pem /etc/pipelock/ca.pem
 pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply failed on a bad proxy CA"; }
 cat /tmp/out
-grep -q "WARNING: the combined CA bundle $B cannot be built" /tmp/out || fail "no loud warning"
+grep -q "^pipelock-containment: WARNING: the combined CA bundle $B cannot be built" /tmp/out || fail "no loud warning"
+grep -qx "no changes" /tmp/out || fail "a bad proxy CA changed something"
 cmp -s $B /tmp/bundle-good || fail "bundle changed on a bad proxy CA"
 install -m 0644 /tmp/proxy-ca.pem /etc/pipelock/ca.pem
 
