@@ -1048,7 +1048,9 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
 }
 
 /// The remove plan: the seed's rollback list. Agent processes end before the table goes, so
-/// nothing contained keeps running uncontained. Users and the config stay.
+/// nothing contained keeps running uncontained. The launch path and the grants rule go first,
+/// then every workspace grant is revoked, then agent processes end, then the table goes. Users,
+/// the config, the proxy's CA and key stay; the combined bundle goes only if `ca refresh` wrote it.
 ///
 /// `config` is the config as it is now (the defaults when it is gone); the manifest's record
 /// wins where both name something.

@@ -4,6 +4,9 @@
 //! files are written atomically (temp file in the same directory, fsync, rename); the table is
 //! replaced by the rule file in one nft transaction; a failing step undoes the completed ones in
 //! reverse order. Accounts are created first and never deleted (not even on rollback).
+//! The CA step (`ca refresh`) is undone by restoring the previous bundle; the proxy CA key's
+//! owner and mode are never loosened again. A bundle that cannot be built from its inputs only
+//! warns: the previous bundle stays.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
