@@ -55,6 +55,10 @@ pub fn path_unit_dropin(proxy_ca: &str, system_bundle: Option<&str>) -> Option<S
     Some(text)
 }
 
+/// The first line of every combined bundle this helper writes: `remove` deletes only a file that
+/// starts with it, so a misconfigured `ca.combined_bundle` never takes a system file with it.
+pub const BUNDLE_HEADER: &str = "# Combined CA bundle written by `pipelock-containment ca refresh`";
+
 /// What one certificate is, for reports and warnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertInfo {
@@ -431,8 +435,9 @@ pub fn build_bundle(
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut duplicates_skipped = 0;
     let mut text = String::new();
+    text.push_str(BUNDLE_HEADER);
     text.push_str(
-        "# Combined CA bundle written by `pipelock-containment ca refresh`: do not edit,\n\
+        ": do not edit,\n\
          # it is regenerated whenever the system bundle or the proxy CA changes.\n",
     );
     text.push_str(&format!("# System roots: {}\n", sanitize(system_source)));

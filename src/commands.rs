@@ -113,7 +113,9 @@ fn print_line(line: &str) {
 fn apply_command(args: ApplyArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     if args.dry_run {
-        let (plan, _, mut warnings) = host::apply::plan_for_host(&config, &[], &[], 0)?;
+        let host::apply::Planned {
+            plan, mut warnings, ..
+        } = host::apply::plan_for_host(&config, &[], &[], 0)?;
         if !host::apply::is_root() {
             warnings.push(
                 "not root: files only root can read and the live nft table are not compared".into(),
@@ -126,7 +128,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
                     "id": s.id(), "description": s.to_string(), "step": s,
                 })).collect::<Vec<_>>(),
                 "notes": plan.notes,
-                "warnings": warnings,
+                "warnings": warnings.iter().chain(&plan.warnings).collect::<Vec<_>>(),
                 "diff": plan.diff(),
             });
             outln!("{}", serde_json::to_string_pretty(&value)?);
@@ -155,6 +157,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             "steps": plan.steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "accounts": applied.account_steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "notes": plan.notes,
+            "warnings": plan.warnings,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit::OK);
@@ -169,6 +172,9 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     }
     for note in &plan.notes {
         outln!("deferred: {note}");
+    }
+    for warning in &plan.warnings {
+        eprintln!("pipelock-containment: WARNING: {warning}");
     }
     Ok(exit::OK)
 }
@@ -190,12 +196,10 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     } else {
         None
     };
-    let agent = config
-        .as_ref()
-        .map_or_else(|| Config::defaults().users.agent, |c| c.users.agent.clone());
+    let current = config.clone().unwrap_or_else(Config::defaults);
     print_line(&format!("pipelock-containment {what}:"));
     let mut log = print_line;
-    let (plan, mut errors) = host::apply::remove_host(&agent, &mut log)?;
+    let (plan, mut errors) = host::apply::remove_host(&current, &mut log)?;
     for note in &plan.notes {
         outln!("note: {note}");
     }

@@ -20,8 +20,14 @@ use crate::render::{FileKind, RenderedFile};
 pub const CONTAINMENT_UNIT: &str = "pipelock-containment.service";
 /// The egress proxy unit.
 pub const PROXY_UNIT: &str = "pipelock-proxy.service";
+/// The path unit that refreshes the combined CA bundle when an input changes.
+pub const CA_PATH_UNIT: &str = crate::ca::PATH_UNIT;
+/// The timer that revokes expired workspace grants.
+pub const GRANTS_TIMER: &str = "pipelock-containment-grants.timer";
 /// Units apply enables, in order.
-pub const UNITS: &[&str] = &[CONTAINMENT_UNIT, PROXY_UNIT];
+pub const UNITS: &[&str] = &[CONTAINMENT_UNIT, PROXY_UNIT, CA_PATH_UNIT, GRANTS_TIMER];
+/// Helper units: started when not running, never required (a failure only warns).
+const HELPER_UNITS: &[&str] = &[CA_PATH_UNIT, GRANTS_TIMER];
 /// The operator's own pipelock user unit that install migrates away from.
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
 /// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the config opts in).
@@ -117,6 +123,12 @@ pub struct Manifest {
     /// The agent UID the rule file was rendered for.
     #[serde(default)]
     pub agent_uid: Option<u32>,
+    /// The combined CA bundle apply maintains (`ca.combined_bundle`); remove deletes it.
+    #[serde(default)]
+    pub ca_bundle: Option<Utf8PathBuf>,
+    /// The workspace grant records (`grants.records`); remove revokes them, purge deletes them.
+    #[serde(default)]
+    pub grant_records: Option<Utf8PathBuf>,
 }
 
 impl Manifest {
@@ -143,6 +155,35 @@ pub struct Observed {
     pub units: BTreeMap<String, UnitState>,
     /// Enabled operator pipelock user units (migration).
     pub user_unit_links: Vec<UserUnitLink>,
+    /// The combined CA bundle: what is there and what apply would write. None: not looked at.
+    pub ca: Option<CaState>,
+}
+
+/// The combined CA bundle as it is and as apply would make it. `host::apply` reads the inputs
+/// and builds the would-be text with the pure `ca::build_bundle`, so the plan (and `--dry-run`)
+/// sees a changed proxy CA or system bundle and a second apply stays a no-op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaState {
+    pub bundle: Utf8PathBuf,
+    pub current: FileState,
+    /// The would-be contents, or why the bundle cannot be built (a proxy CA file that is not a
+    /// CA, no system bundle): then the previous bundle stays and apply warns.
+    pub desired: Result<String, String>,
+    /// What fixing the proxy CA key would change (empty: right already, or no key), or why it
+    /// cannot be fixed.
+    pub key_changes: Result<Vec<String>, String>,
+}
+
+/// What the CA step changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaChange {
+    /// New bundle contents.
+    Write,
+    /// Same contents; owner or mode wrong.
+    Permissions,
+    /// The bundle is right (or cannot be built); only the key's owner/mode are fixed.
+    KeyOnly,
 }
 
 impl Observed {
@@ -227,8 +268,22 @@ pub enum Step {
     LoadNftTable {
         rule_file: Utf8PathBuf,
     },
-    /// Build the combined CA bundle and fix the CA key's permissions (wired to `ca refresh`).
-    RefreshCaBundle,
+    /// `ca refresh`: write the combined CA bundle (0644 root:root) and make the proxy CA key
+    /// the proxy user's, mode 0600. Undo restores the previous bundle; the key stays fixed.
+    RefreshCaBundle {
+        bundle: Utf8PathBuf,
+        change: CaChange,
+        /// What the key fix changes (empty: nothing).
+        key_changes: Vec<String>,
+        /// Why the bundle cannot be built (it is then left as it is; the step only warns).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+        /// Old and new bundle text, for the diff.
+        #[serde(skip)]
+        previous: FileState,
+        #[serde(skip)]
+        contents: String,
+    },
     DaemonReload,
     /// `systemctl enable UNIT` (with `--root=/`, offline, when systemd is not running).
     EnableUnit {
@@ -265,6 +320,10 @@ pub enum Step {
     RestoreUserUnit {
         link: UserUnitLink,
     },
+    /// `revoke --all`: take back every workspace grant recorded in `records`.
+    RevokeGrants {
+        records: Utf8PathBuf,
+    },
 }
 
 impl Step {
@@ -279,7 +338,7 @@ impl Step {
             Step::WriteFile { path, .. } => format!("write:{path}"),
             Step::RemoveFile { path, .. } => format!("remove:{path}"),
             Step::LoadNftTable { .. } => "nft:load".into(),
-            Step::RefreshCaBundle => "ca:bundle".into(),
+            Step::RefreshCaBundle { .. } => "ca:bundle".into(),
             Step::DaemonReload => "systemd:daemon-reload".into(),
             Step::EnableUnit { unit } => format!("systemd:enable:{unit}"),
             Step::StartUnit { unit, .. } => format!("systemd:start:{unit}"),
@@ -290,6 +349,7 @@ impl Step {
             Step::DeleteNftTable => "nft:delete".into(),
             Step::RemoveDirIfEmpty { path } => format!("rmdir:{path}"),
             Step::RestoreUserUnit { link } => format!("user-unit:restore:{}", link.link),
+            Step::RevokeGrants { .. } => "grants:revoke-all".into(),
         }
     }
 }
@@ -336,7 +396,25 @@ impl fmt::Display for Step {
             Step::LoadNftTable { rule_file } => {
                 write!(f, "load the nft table from {rule_file} (one transaction)")
             }
-            Step::RefreshCaBundle => write!(f, "refresh the CA bundle"),
+            Step::RefreshCaBundle {
+                bundle,
+                change,
+                key_changes,
+                ..
+            } => {
+                match change {
+                    CaChange::Write => write!(f, "write the combined CA bundle {bundle}")?,
+                    CaChange::Permissions => write!(
+                        f,
+                        "set owner/mode of the combined CA bundle {bundle} to root:root 0644"
+                    )?,
+                    CaChange::KeyOnly => write!(f, "fix the proxy CA key")?,
+                }
+                if !key_changes.is_empty() {
+                    write!(f, " (proxy CA key: {})", key_changes.join(", "))?;
+                }
+                Ok(())
+            }
             Step::DaemonReload => write!(f, "systemctl daemon-reload"),
             Step::EnableUnit { unit } => write!(f, "enable {unit}"),
             Step::StartUnit { unit, restart, .. } => {
@@ -364,6 +442,9 @@ impl fmt::Display for Step {
                 link.owner.as_deref().unwrap_or("all users"),
                 link.link
             ),
+            Step::RevokeGrants { records } => {
+                write!(f, "revoke every workspace grant recorded in {records}")
+            }
         }
     }
 }
@@ -384,6 +465,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// What is deferred or skipped (no systemd, no kernel nftables, unit not installed).
     pub notes: Vec<String>,
+    /// What the operator must fix, though apply goes on (a proxy CA file that is not a CA).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -431,6 +514,13 @@ impl Plan {
                         .into_owned();
                     out.push_str(&unified(&old, "", &format!("a{path}"), "/dev/null"));
                 }
+                Step::RefreshCaBundle {
+                    bundle,
+                    change: CaChange::Write,
+                    previous,
+                    contents,
+                    ..
+                } => out.push_str(&bundle_diff(bundle, previous, contents)),
                 _ => {}
             }
         }
@@ -450,8 +540,47 @@ impl Plan {
         for note in &self.notes {
             out.push_str(&format!("note: {note}\n"));
         }
+        for warning in &self.warnings {
+            out.push_str(&format!("WARNING: {warning}\n"));
+        }
         out
     }
+}
+
+/// A bundle holds hundreds of certificates: show its comment lines (inputs, proxy CA subject
+/// and fingerprint) and the certificate counts, not the base64.
+fn bundle_diff(path: &Utf8Path, previous: &FileState, new: &str) -> String {
+    let summary = |text: &str| -> (String, usize) {
+        let comments: String = text
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let certs = text
+            .lines()
+            .filter(|l| *l == "-----BEGIN CERTIFICATE-----")
+            .count();
+        (comments, certs)
+    };
+    let (old_label, old_text) = match previous.contents() {
+        None => ("/dev/null".to_string(), String::new()),
+        Some(bytes) => (
+            format!("a{path}"),
+            String::from_utf8_lossy(bytes).into_owned(),
+        ),
+    };
+    let (old_comments, old_certs) = summary(&old_text);
+    let (new_comments, new_certs) = summary(new);
+    let mut out = format!(
+        "CA bundle {path}: {old_certs} -> {new_certs} certificates (comment lines below)\n"
+    );
+    out.push_str(&unified(
+        &old_comments,
+        &new_comments,
+        &old_label,
+        &format!("b{path}"),
+    ));
+    out
 }
 
 fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
@@ -547,6 +676,10 @@ pub fn desired_files(
             )
         })
         .collect();
+    let system_bundle = config.ca.system_bundle.as_ref().map(|p| p.as_str());
+    if let Some(text) = crate::ca::path_unit_dropin(config.ca.proxy_ca.as_str(), system_bundle) {
+        files.push((crate::ca::PATH_UNIT_DROPIN.into(), 0o644, text, None));
+    }
     if config.users.delete_on_purge {
         files.push((
             PURGE_ACCOUNTS_FILE.into(),
@@ -671,10 +804,14 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         }
         NftState::Present(_) => {}
     }
+    let mut ca_dropin_changed = false;
     for (path, mode, contents, kind) in desired.iter().filter(|f| f.3 != Some(FileKind::NftRules)) {
         if let Some(step) = write(path, *mode, contents) {
             if *kind == Some(FileKind::SystemdDropIn) {
                 dropin_changed = true;
+            }
+            if path == crate::ca::PATH_UNIT_DROPIN {
+                ca_dropin_changed = true;
             }
             steps.push(step);
         }
@@ -689,6 +826,9 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
                     if path.as_str() == paths::PROXY_UNIT_DROPIN {
                         dropin_changed = true;
                     }
+                    if path.as_str() == crate::ca::PATH_UNIT_DROPIN {
+                        ca_dropin_changed = true;
+                    }
                     steps.push(Step::RemoveFile {
                         path: path.clone(),
                         previous,
@@ -697,11 +837,25 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
             }
         }
     }
-    let files_changed = steps
-        .iter()
-        .any(|s| matches!(s, Step::WriteFile { .. } | Step::RemoveFile { .. }));
-    if files_changed || observed.manifest.is_none() {
-        steps.push(Step::RefreshCaBundle);
+    // A bundle the previous apply wrote at another path (ca.combined_bundle changed).
+    let bundle_path = &input.config.ca.combined_bundle;
+    if let Some(old) = observed
+        .manifest
+        .as_ref()
+        .and_then(|m| m.ca_bundle.as_ref())
+    {
+        let previous = observed.file(old);
+        if old != bundle_path && is_our_bundle(&previous) {
+            steps.push(Step::RemoveFile {
+                path: old.clone(),
+                previous,
+            });
+        }
+    }
+    if let Some(ca) = &observed.ca {
+        let (step, note) = plan_ca(ca);
+        steps.extend(step);
+        plan.warnings.extend(note);
     }
 
     // Units.
@@ -710,7 +864,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         .as_ref()
         .map(|m| m.units_enabled.clone())
         .unwrap_or_default();
-    if observed.systemd_running && dropin_changed {
+    if observed.systemd_running && (dropin_changed || ca_dropin_changed) {
         steps.push(Step::DaemonReload);
     }
     for unit in UNITS {
@@ -748,6 +902,18 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
                 restart: proxy.active,
                 required: false,
             });
+        }
+        for unit in HELPER_UNITS {
+            let state = observed.unit(unit);
+            // A path unit reads its PathChanged= lines when it starts.
+            let restart = state.active && *unit == CA_PATH_UNIT && ca_dropin_changed;
+            if state.installed && (!state.active || restart) {
+                steps.push(Step::StartUnit {
+                    unit: unit.to_string(),
+                    restart,
+                    required: false,
+                });
+            }
         }
     } else {
         plan.notes.push(format!(
@@ -791,6 +957,8 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         user_units_disabled,
         table_loaded,
         agent_uid: Some(input.agent_uid),
+        ca_bundle: Some(bundle_path.clone()),
+        grant_records: Some(input.config.grants.records.clone()),
     };
     let manifest_changed = match &observed.manifest {
         Some(old) => !old.same_content(&manifest),
@@ -809,22 +977,103 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     plan
 }
 
+/// A file that starts with the header `ca refresh` writes: ours to delete.
+fn is_our_bundle(state: &FileState) -> bool {
+    state
+        .contents()
+        .is_some_and(|c| c.starts_with(crate::ca::BUNDLE_HEADER.as_bytes()))
+}
+
+/// The CA step, when the bundle or the key needs a change, and a note when the bundle cannot be
+/// built. A bundle that cannot be built never fails apply (a package install must not fail on
+/// a wrong file at `ca.proxy_ca`): the previous bundle stays and apply warns.
+fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
+    let mut note = None;
+    let key_changes = match &ca.key_changes {
+        Ok(changes) => changes.clone(),
+        Err(why) => {
+            note = Some(format!(
+                "the proxy CA key cannot be checked or fixed: {why}; fix it, then run `pipelock-containment ca refresh`"
+            ));
+            Vec::new()
+        }
+    };
+    let (change, refused, contents) = match &ca.desired {
+        Ok(text) => {
+            let change = match &ca.current {
+                FileState::Present {
+                    contents,
+                    mode,
+                    uid,
+                    gid,
+                } if contents.as_slice() == text.as_bytes() => {
+                    if (*mode & 0o7777, *uid, *gid) == (0o644, 0, 0) {
+                        None
+                    } else {
+                        Some(CaChange::Permissions)
+                    }
+                }
+                _ => Some(CaChange::Write),
+            };
+            (change, None, text.clone())
+        }
+        Err(why) => {
+            let message = format!(
+                "the combined CA bundle {} cannot be built: {why}. It keeps its previous contents ({}); fix the file, then run `pipelock-containment ca refresh` (or apply)",
+                ca.bundle,
+                if ca.current == FileState::Absent {
+                    "none: agents have no CA bundle yet"
+                } else {
+                    "TLS interception trust unchanged"
+                }
+            );
+            note = Some(match note {
+                Some(key) => format!("{message}; {key}"),
+                None => message,
+            });
+            (None, Some(why.clone()), String::new())
+        }
+    };
+    let change = match (change, key_changes.is_empty()) {
+        (Some(change), _) => change,
+        (None, false) => CaChange::KeyOnly,
+        (None, true) => return (None, note),
+    };
+    (
+        Some(Step::RefreshCaBundle {
+            bundle: ca.bundle.clone(),
+            change,
+            key_changes,
+            refused,
+            previous: ca.current.clone(),
+            contents,
+        }),
+        note,
+    )
+}
+
 /// The remove plan: the seed's rollback list. Agent processes end before the table goes, so
-/// nothing contained keeps running uncontained. Users and the config stay.
-pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
+/// nothing contained keeps running uncontained. The launch path and the grants rule go first,
+/// then every workspace grant is revoked, then agent processes end, then the table goes. Users,
+/// the config, the proxy's CA and key stay; the combined bundle goes only if `ca refresh` wrote it.
+///
+/// `config` is the config as it is now (the defaults when it is gone); the manifest's record
+/// wins where both name something.
+pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
     let mut plan = Plan::default();
     let manifest = observed.manifest.clone().unwrap_or_default();
     let agent = if manifest.agent_user.is_empty() {
-        config_agent.to_string()
+        config.users.agent.clone()
     } else {
         manifest.agent_user.clone()
     };
     if observed.systemd_running {
         // Also when not "active": a failing proxy sits in its Restart= loop ("activating").
-        if observed.unit(PROXY_UNIT).installed {
-            plan.steps.push(Step::StopUnit {
-                unit: PROXY_UNIT.into(),
-            });
+        // The helper units first: no grant expiry or CA refresh runs while things go.
+        for unit in [GRANTS_TIMER, CA_PATH_UNIT, PROXY_UNIT] {
+            if observed.unit(unit).installed {
+                plan.steps.push(Step::StopUnit { unit: unit.into() });
+            }
         }
     } else {
         plan.notes
@@ -835,10 +1084,20 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
     for path in [
         paths::RULE_FILE,
         paths::SUDOERS_DROPIN,
+        paths::SUDOERS_GRANTS_DROPIN,
         paths::PROXY_UNIT_DROPIN,
+        crate::ca::PATH_UNIT_DROPIN,
         paths::LAUNCHER,
     ] {
         files.insert(path.into());
+    }
+    // The combined CA bundle: only a file `ca refresh` wrote (its header says so).
+    let bundle = manifest
+        .ca_bundle
+        .clone()
+        .unwrap_or_else(|| config.ca.combined_bundle.clone());
+    if is_our_bundle(&observed.file(&bundle)) {
+        files.insert(bundle.clone());
     }
     files.extend(
         observed
@@ -851,8 +1110,11 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
     files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
     // First take away the way to start agents (sudoers grant, launcher, wrappers), so no new
     // agent starts between ending the running ones and deleting the table.
+    // The grants rule goes too, so no operator grants anything after the grants are revoked.
     let (launch, rest): (Vec<_>, Vec<_>) = files.into_iter().partition(|path| {
-        path.as_str() == paths::SUDOERS_DROPIN || path.starts_with(paths::WRAPPER_DIR)
+        path.as_str() == paths::SUDOERS_DROPIN
+            || path.as_str() == paths::SUDOERS_GRANTS_DROPIN
+            || path.starts_with(paths::WRAPPER_DIR)
     });
     let remove_files = |plan: &mut Plan, paths: Vec<Utf8PathBuf>| {
         for path in paths {
@@ -863,6 +1125,15 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         }
     };
     remove_files(&mut plan, launch);
+    // Grants widen the agent's access to operators' files: take them back before the agent's
+    // processes end and the table goes (best effort, like every remove step).
+    let records = manifest
+        .grant_records
+        .clone()
+        .unwrap_or_else(|| config.grants.records.clone());
+    if observed.file(&records) != FileState::Absent {
+        plan.steps.push(Step::RevokeGrants { records });
+    }
     plan.steps.push(Step::EndProcesses {
         user: agent,
         uid: None,
@@ -889,7 +1160,11 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         }
     }
     remove_files(&mut plan, rest);
-    for dir in [
+    let bundle_removed = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::RemoveFile { path, .. } if *path == bundle));
+    let mut dirs: Vec<&str> = vec![
         paths::WRAPPER_DIR,
         Utf8Path::new(paths::RULE_FILE)
             .parent()
@@ -897,8 +1172,18 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         Utf8Path::new(paths::PROXY_UNIT_DROPIN)
             .parent()
             .map_or("", |p| p.as_str()),
-    ] {
-        plan.steps.push(Step::RemoveDirIfEmpty { path: dir.into() });
+        Utf8Path::new(crate::ca::PATH_UNIT_DROPIN)
+            .parent()
+            .map_or("", |p| p.as_str()),
+    ];
+    if bundle_removed {
+        dirs.push(bundle.parent().map_or("", |p| p.as_str()));
+    }
+    let mut seen = BTreeSet::new();
+    for dir in dirs {
+        if !dir.is_empty() && dir != "/" && seen.insert(dir) {
+            plan.steps.push(Step::RemoveDirIfEmpty { path: dir.into() });
+        }
     }
     if observed.systemd_running {
         plan.steps.push(Step::DaemonReload);
@@ -909,6 +1194,7 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
     }
     let mut after = manifest.clone();
     after.files.clear();
+    after.ca_bundle = None;
     after.units_enabled.clear();
     after.user_units_disabled.clear();
     after.table_loaded = false;
@@ -963,6 +1249,7 @@ mod tests {
                 })
                 .collect(),
             user_unit_links: Vec::new(),
+            ca: None,
         }
     }
 
@@ -1003,6 +1290,9 @@ mod tests {
                 }
                 Step::RemoveFile { path, .. } => {
                     after.files.insert(path.clone(), FileState::Absent);
+                    if let Some(ca) = after.ca.as_mut().filter(|ca| ca.bundle == *path) {
+                        ca.current = FileState::Absent;
+                    }
                 }
                 Step::LoadNftTable { .. } => {
                     after.nft = NftState::Present("table".into());
@@ -1015,6 +1305,19 @@ mod tests {
                 Step::StopUnit { unit } => after.units.get_mut(unit).unwrap().active = false,
                 Step::DisableUserUnit { link } => after.user_unit_links.retain(|l| l != link),
                 Step::WriteManifest { manifest } => after.manifest = Some(manifest.clone()),
+                Step::RefreshCaBundle { bundle, .. } => {
+                    let ca = after.ca.as_mut().unwrap();
+                    assert_eq!(&ca.bundle, bundle);
+                    if let Ok(text) = &ca.desired {
+                        ca.current = FileState::Present {
+                            contents: text.clone().into_bytes(),
+                            mode: 0o644,
+                            uid: 0,
+                            gid: 0,
+                        };
+                    }
+                    ca.key_changes = Ok(Vec::new());
+                }
                 _ => {}
             }
         }
@@ -1168,6 +1471,7 @@ mod tests {
             [
                 format!("validate:{}", paths::RULE_FILE),
                 format!("validate:{}", paths::SUDOERS_DROPIN),
+                format!("validate:{}", paths::SUDOERS_GRANTS_DROPIN),
                 "nft:load".into(),
                 "manifest".into(),
             ]
@@ -1272,7 +1576,7 @@ mod tests {
             std::slice::from_ref(&link)
         );
         assert!(apply(&config, &after).is_noop());
-        let remove = plan_remove("cc-agent", &after);
+        let remove = plan_remove(&Config::defaults(), &after);
         position(&remove, &format!("user-unit:restore:{}", link.link));
     }
 
@@ -1290,7 +1594,7 @@ mod tests {
         let after = simulate(&empty_host(), &plan);
         assert!(after.manifest.as_ref().unwrap().delete_users_on_purge);
         // Remove keeps it: postrm purge reads it after the conffile is gone.
-        let remove = plan_remove("cc-agent", &after);
+        let remove = plan_remove(&Config::defaults(), &after);
         assert!(!ids(&remove).contains(&format!("remove:{PURGE_ACCOUNTS_FILE}")));
         // Turning it off again removes the list.
         config.users.delete_on_purge = false;
@@ -1381,7 +1685,7 @@ mod tests {
     }
 
     fn remove_and_check(host: &Observed) -> Plan {
-        let plan = plan_remove("cc-agent", host);
+        let plan = plan_remove(&Config::defaults(), host);
         let after = simulate(host, &plan);
         assert!(after
             .files
@@ -1404,7 +1708,7 @@ mod tests {
                 gid: 0,
             },
         );
-        let plan = plan_remove("cc-agent", &host);
+        let plan = plan_remove(&Config::defaults(), &host);
         position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
         assert!(!ids(&plan).contains(&"manifest".to_string()));
     }
@@ -1441,5 +1745,254 @@ mod tests {
         let ids = ids(&plan);
         let unique: BTreeSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    const BUNDLE: &str = "/etc/pipelock/combined-ca.pem";
+
+    fn bundle_text(proxy: &str) -> String {
+        format!("{}: do not edit\n# Proxy CA: {proxy}\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", crate::ca::BUNDLE_HEADER)
+    }
+
+    fn host_with_ca(desired: Result<String, String>) -> Observed {
+        let mut host = empty_host();
+        host.ca = Some(CaState {
+            bundle: BUNDLE.into(),
+            current: FileState::Absent,
+            desired,
+            key_changes: Ok(vec!["mode 0644 -> 0600".into()]),
+        });
+        host
+    }
+
+    fn ca_step(plan: &Plan) -> &Step {
+        &plan.steps[position(plan, "ca:bundle")]
+    }
+
+    #[test]
+    fn ca_bundle_is_written_recorded_and_then_left_alone() {
+        let config = Config::defaults();
+        let host = host_with_ca(Ok(bundle_text("none")));
+        let plan = apply(&config, &host);
+        assert!(matches!(
+            ca_step(&plan),
+            Step::RefreshCaBundle { change: CaChange::Write, key_changes, refused: None, .. }
+                if key_changes == &["mode 0644 -> 0600"]
+        ));
+        // After the files, before the units.
+        assert!(
+            position(&plan, "ca:bundle") > position(&plan, &format!("write:{}", paths::LAUNCHER))
+        );
+        assert!(
+            position(&plan, "ca:bundle")
+                < position(&plan, "systemd:enable:pipelock-containment.service")
+        );
+        let diff = plan.diff();
+        assert!(
+            diff.contains("CA bundle /etc/pipelock/combined-ca.pem: 0 -> 1 certificates"),
+            "{diff}"
+        );
+        assert!(diff.contains("+# Proxy CA: none"), "{diff}");
+        let after = simulate(&host, &plan);
+        assert_eq!(
+            after.manifest.as_ref().unwrap().ca_bundle.as_deref(),
+            Some(Utf8Path::new(BUNDLE))
+        );
+        let again = apply(&config, &after);
+        assert!(again.is_noop(), "{}", again.summary());
+
+        // A new proxy CA: only the bundle changes, and the diff says how.
+        let mut changed = after.clone();
+        changed.ca.as_mut().unwrap().desired = Ok(bundle_text("/etc/pipelock/ca.pem"));
+        let plan = apply(&config, &changed);
+        assert_eq!(
+            ids(&plan),
+            [
+                "validate:/etc/nftables.d/pipelock-containment.nft",
+                "validate:/etc/sudoers.d/pipelock-containment",
+                "validate:/etc/sudoers.d/pipelock-containment-grants",
+                "ca:bundle",
+                "manifest"
+            ]
+        );
+        assert!(
+            plan.diff()
+                .contains("-# Proxy CA: none\n+# Proxy CA: /etc/pipelock/ca.pem"),
+            "{}",
+            plan.diff()
+        );
+
+        // Wrong mode: fixed without a rewrite of the contents.
+        let mut loose = after.clone();
+        if let FileState::Present { mode, .. } = &mut loose.ca.as_mut().unwrap().current {
+            *mode = 0o600;
+        }
+        assert!(matches!(
+            ca_step(&apply(&config, &loose)),
+            Step::RefreshCaBundle {
+                change: CaChange::Permissions,
+                ..
+            }
+        ));
+        // A key that went loose again: the key alone.
+        let mut key = after;
+        key.ca.as_mut().unwrap().key_changes = Ok(vec!["owner 0:0 -> 988:988".into()]);
+        assert!(matches!(
+            ca_step(&apply(&config, &key)),
+            Step::RefreshCaBundle {
+                change: CaChange::KeyOnly,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_refused_proxy_ca_warns_and_never_blocks_apply() {
+        let config = Config::defaults();
+        let why = "ca.pem holds a PRIVATE KEY".to_string();
+        let host = host_with_ca(Err(why.clone()));
+        let plan = apply(&config, &host);
+        // The key is still fixed; the bundle is left alone; the operator is told.
+        assert!(matches!(
+            ca_step(&plan),
+            Step::RefreshCaBundle { change: CaChange::KeyOnly, refused: Some(r), .. } if *r == why
+        ));
+        let notes = plan.warnings.join("\n");
+        assert!(notes.contains("the combined CA bundle /etc/pipelock/combined-ca.pem cannot be built: ca.pem holds a PRIVATE KEY"), "{notes}");
+        let after = simulate(&host, &plan);
+        let again = apply(&config, &after);
+        assert!(again.is_noop(), "{}", again.summary());
+        assert!(again.summary().starts_with("no changes\n"));
+        assert!(again
+            .summary()
+            .contains("\nWARNING: the combined CA bundle"));
+    }
+
+    #[test]
+    fn path_unit_dropin_follows_the_configured_ca_paths() {
+        let mut config = Config::defaults();
+        let host = empty_host();
+        let plan = apply(&config, &host);
+        assert!(!ids(&plan).contains(&format!("write:{}", crate::ca::PATH_UNIT_DROPIN)));
+        config.ca.proxy_ca = "/srv/proxy/ca.pem".into();
+        let after = simulate(&host, &plan);
+        let mut running = after.clone();
+        running.units.values_mut().for_each(|u| {
+            u.enabled = true;
+            u.active = true;
+        });
+        let plan = apply(&config, &running);
+        let write = position(&plan, &format!("write:{}", crate::ca::PATH_UNIT_DROPIN));
+        let reload = position(&plan, "systemd:daemon-reload");
+        let restart = position(&plan, "systemd:start:pipelock-containment-ca.path");
+        assert!(write < reload && reload < restart);
+        assert!(matches!(
+            &plan.steps[restart],
+            Step::StartUnit {
+                restart: true,
+                required: false,
+                ..
+            }
+        ));
+        // The proxy is not restarted for it.
+        assert!(!ids(&plan).contains(&"systemd:start:pipelock-proxy.service".to_string()));
+        let after = simulate(&running, &plan);
+        assert!(apply(&config, &after).is_noop());
+        // Back to the default path: the drop-in goes.
+        let plan = apply(&Config::defaults(), &after);
+        position(&plan, &format!("remove:{}", crate::ca::PATH_UNIT_DROPIN));
+        position(&plan, "systemd:daemon-reload");
+        // remove takes it away too.
+        let remove = plan_remove(&config, &after);
+        position(&remove, &format!("remove:{}", crate::ca::PATH_UNIT_DROPIN));
+    }
+
+    #[test]
+    fn helper_units_are_enabled_started_and_stopped() {
+        let config = Config::defaults();
+        let plan = apply(&config, &empty_host());
+        for unit in [CA_PATH_UNIT, GRANTS_TIMER] {
+            position(&plan, &format!("systemd:enable:{unit}"));
+            let start = position(&plan, &format!("systemd:start:{unit}"));
+            assert!(matches!(
+                &plan.steps[start],
+                Step::StartUnit {
+                    restart: false,
+                    required: false,
+                    ..
+                }
+            ));
+        }
+        let mut after = simulate(&empty_host(), &plan);
+        let remove = plan_remove(&config, &after);
+        for unit in [CA_PATH_UNIT, GRANTS_TIMER] {
+            assert!(
+                position(&remove, &format!("systemd:stop:{unit}"))
+                    < position(&remove, "processes:cc-agent")
+            );
+            position(&remove, &format!("systemd:disable:{unit}"));
+        }
+        // Without systemd: enabled offline, never started.
+        after = empty_host();
+        after.systemd_running = false;
+        let plan = apply(&config, &after);
+        position(&plan, &format!("systemd:enable:{GRANTS_TIMER}"));
+        assert!(!ids(&plan).iter().any(|i| i.starts_with("systemd:start")));
+    }
+
+    #[test]
+    fn remove_revokes_grants_first_and_deletes_only_our_bundle() {
+        let config = Config::defaults();
+        let host = host_with_ca(Ok(bundle_text("none")));
+        let mut after = simulate(&host, &apply(&config, &host));
+        let ours = after.ca.as_ref().unwrap().current.clone();
+        after.files.insert(BUNDLE.into(), ours);
+        after.files.insert(
+            paths::GRANT_RECORDS.into(),
+            FileState::Present {
+                contents: b"{}".to_vec(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        let plan = plan_remove(&config, &after);
+        let revoke = position(&plan, "grants:revoke-all");
+        let grants_rule = position(&plan, &format!("remove:{}", paths::SUDOERS_GRANTS_DROPIN));
+        assert!(grants_rule < revoke);
+        assert!(revoke < position(&plan, "processes:cc-agent"));
+        assert!(revoke < position(&plan, "nft:delete"));
+        position(&plan, &format!("remove:{BUNDLE}"));
+        position(&plan, "rmdir:/etc/pipelock");
+        // A file at ca.combined_bundle that `ca refresh` did not write stays.
+        after.files.insert(
+            BUNDLE.into(),
+            FileState::Present {
+                contents: b"system roots".to_vec(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        after.manifest = None;
+        let plan = plan_remove(&config, &after);
+        assert!(!ids(&plan).contains(&format!("remove:{BUNDLE}")));
+        assert!(!ids(&plan).contains(&"rmdir:/etc/pipelock".to_string()));
+    }
+
+    #[test]
+    fn a_moved_bundle_removes_the_old_one() {
+        let config = Config::defaults();
+        let host = host_with_ca(Ok(bundle_text("none")));
+        let mut after = simulate(&host, &apply(&config, &host));
+        after
+            .files
+            .insert(BUNDLE.into(), after.ca.as_ref().unwrap().current.clone());
+        let mut moved = config.clone();
+        moved.ca.combined_bundle = "/etc/pipelock/other.pem".into();
+        after.ca.as_mut().unwrap().bundle = moved.ca.combined_bundle.clone();
+        after.ca.as_mut().unwrap().current = FileState::Absent;
+        let plan = apply(&moved, &after);
+        position(&plan, &format!("remove:{BUNDLE}"));
+        position(&plan, "ca:bundle");
     }
 }

@@ -112,6 +112,7 @@ pub fn render_all(config: &Config, facts: &Facts) -> Result<Vec<RenderedFile>> {
             0o440,
             render("sudoers", &data)?,
         ),
+        render_grants_sudoers(config)?,
         file(
             paths::PROXY_UNIT_DROPIN,
             FileKind::SystemdDropIn,

@@ -126,10 +126,13 @@ getent group pipelock-operators >/dev/null || fail "operators group"
 [ -d /var/lib/cc-agent ] || fail "agent home"
 [ "$(stat -c %U /var/lib/cc-agent)" = cc-agent ] || fail "agent home owner"
 getent passwd cc-agent | grep -q nologin || fail "agent shell"
-jq -e '.files | length == 7' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
+jq -e '.files | length == 8' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
 jq -e '.users_created == ["cc-agent","pipelock-proxy"]' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest users"
 [ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "containment unit not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/pipelock-proxy.service ] || fail "proxy unit not enabled"
+[ -L /etc/systemd/system/paths.target.wants/pipelock-containment-ca.path ] || fail "CA path unit not enabled"
+[ -L /etc/systemd/system/timers.target.wants/pipelock-containment-grants.timer ] || fail "grants timer not enabled"
+[ "$(stat -c %a /etc/sudoers.d/pipelock-containment-grants)" = 440 ] || fail "grants sudoers mode"
 # The rule works: a UDP send to loopback is refused at once for the agent, not for root.
 bash -c 'echo x > /dev/udp/127.0.0.1/9' || fail "root UDP send failed"
 setpriv --reuid cc-agent --regid cc-agent --clear-groups bash -c 'echo x > /dev/udp/127.0.0.1/9' 2>/dev/null \
@@ -275,6 +278,8 @@ for f in /etc/nftables.d/pipelock-containment.nft /etc/sudoers.d/pipelock-contai
 done
 [ ! -e /etc/systemd/system/multi-user.target.wants/pipelock-proxy.service ] || fail "proxy still enabled"
 [ ! -e /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "unit still enabled"
+[ ! -e /etc/systemd/system/paths.target.wants/pipelock-containment-ca.path ] || fail "CA path unit still enabled"
+[ ! -e /etc/systemd/system/timers.target.wants/pipelock-containment-grants.timer ] || fail "grants timer still enabled"
 getent passwd cc-agent >/dev/null || fail "remove deleted the agent user"
 [ -f /etc/pipelock-containment/containment.toml ] || fail "remove deleted the config"
 pipelock-containment remove >/dev/null 2>&1 || fail "second remove"
@@ -584,6 +589,109 @@ grep -q "former agent UID $old_uid" /tmp/out || { cat /tmp/out; fail "former age
 [ "$(pgrep -c -u "$old_uid" || true)" = 0 ] || fail "a former agent process survives"
 uid=$(id -u lifecycle-robot)
 nft list table inet pipelock_containment | grep -q "meta skuid $uid jump" || fail "table not re-rendered for the new agent"
+echo OK
+"#,
+    );
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn apply_builds_the_ca_bundle_and_remove_revokes_grants() {
+    if needs_root("apply_builds_the_ca_bundle_and_remove_revokes_grants") {
+        return;
+    }
+    for tool in ["openssl", "getfacl"] {
+        assert!(
+            which(tool).is_some(),
+            "`{tool}` is required to run this root test"
+        );
+    }
+    let sandbox = Sandbox::new("ca-grants");
+    let out = sandbox.must(
+        r#"
+B=/etc/pipelock/combined-ca.pem
+SYS=/etc/ssl/certs/ca-certificates.crt
+[ -s $SYS ] || fail "no system bundle $SYS on this host"
+mkdir -p /etc/pipelock
+# The proxy's CA key, left world-readable (as a careless setup would).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-proxy-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -days 30 -keyout /etc/pipelock/ca-key.pem -out /tmp/proxy-ca.pem 2>/dev/null || fail "openssl"
+chmod 0644 /etc/pipelock/ca-key.pem
+
+# 1. No proxy CA yet: the bundle is the system roots; the key is locked down.
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply"; }
+cat /tmp/out
+[ "$(stat -c '%a %U %G' $B)" = "644 root root" ] || fail "bundle mode/owner: $(stat -c '%a %U %G' $B)"
+first=$(sed -n '/BEGIN CERTIFICATE/{n;p;q}' $SYS)
+grep -qxF "$first" $B || fail "the system roots are not in the bundle"
+[ "$(stat -c '%a %U' /etc/pipelock/ca-key.pem)" = "600 pipelock-proxy" ] || fail "key: $(stat -c '%a %U' /etc/pipelock/ca-key.pem)"
+setpriv --reuid cc-agent --regid cc-agent --clear-groups cat /etc/pipelock/ca-key.pem >/dev/null 2>&1 \
+    && fail "the agent reads the CA key"
+setpriv --reuid cc-agent --regid cc-agent --clear-groups cat $B >/dev/null || fail "the agent cannot read the bundle"
+jq -e --arg b $B '.ca_bundle == $b' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "bundle not in the manifest"
+pipelock-containment apply | grep -qx "no changes" || fail "second apply changed something"
+
+# 2. The proxy CA appears: the dry run shows it; a failure at the CA step restores the old bundle.
+install -m 0644 /tmp/proxy-ca.pem /etc/pipelock/ca.pem
+pipelock-containment apply --dry-run > /tmp/dry 2>&1
+grep -q "write the combined CA bundle $B" /tmp/dry || { cat /tmp/dry; fail "dry run misses the new proxy CA"; }
+grep -q "^+# Proxy CA: /etc/pipelock/ca.pem" /tmp/dry || { cat /tmp/dry; fail "dry run diff"; }
+snap > /tmp/before
+PIPELOCK_CONTAINMENT_FAIL_AT=ca:bundle pipelock-containment apply > /tmp/out 2>&1 && fail "injected failure passed"
+grep -q "rolled back ca:bundle" /tmp/out || { cat /tmp/out; fail "CA step not rolled back"; }
+snap > /tmp/after
+diff /tmp/before /tmp/after || fail "host differs after a failure at the CA step"
+grep -q "test-proxy-ca" $B && fail "the failed refresh left the proxy CA in the bundle"
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply with proxy CA"; }
+grep -q "test-proxy-ca" $B || fail "proxy CA not in the bundle"
+openssl verify -CAfile $B /etc/pipelock/ca.pem >/dev/null || fail "bundle does not verify the proxy CA"
+[ "$(stat -c '%a %U %G' $B)" = "644 root root" ] || fail "bundle mode/owner after refresh"
+pipelock-containment apply | grep -qx "no changes" || fail "apply after the proxy CA changed something"
+
+# 3. Key material at ca.proxy_ca: apply still succeeds, warns, keeps the bundle.
+cp $B /tmp/bundle-good
+install -m 0600 /etc/pipelock/ca-key.pem /etc/pipelock/ca.pem
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply failed on a bad proxy CA"; }
+cat /tmp/out
+grep -q "^pipelock-containment: WARNING: the combined CA bundle $B cannot be built" /tmp/out || fail "no loud warning"
+grep -qx "no changes" /tmp/out || fail "a bad proxy CA changed something"
+cmp -s $B /tmp/bundle-good || fail "bundle changed on a bad proxy CA"
+install -m 0644 /tmp/proxy-ca.pem /etc/pipelock/ca.pem
+
+# 4. A proxy CA outside the watched paths: the path unit gets a drop-in, until it is back.
+D=/etc/systemd/system/pipelock-containment-ca.path.d/50-pipelock-containment.conf
+sed -i 's|^proxy_ca = .*|proxy_ca = "/etc/lifecycle-ca/ca.pem"|' /etc/pipelock-containment/containment.toml
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply with a moved proxy CA"; }
+grep -qx "PathChanged=/etc/lifecycle-ca/ca.pem" $D || fail "path unit drop-in"
+grep -q "test-proxy-ca" $B && fail "the proxy CA stayed in the bundle after it moved away"
+sed -i 's|^proxy_ca = .*|proxy_ca = "/etc/pipelock/ca.pem"|' /etc/pipelock-containment/containment.toml
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply back"; }
+[ ! -e $D ] || fail "stale path unit drop-in kept"
+grep -q "test-proxy-ca" $B || fail "proxy CA not back in the bundle"
+
+# 5. A grant made before remove is revoked by remove: the ACLs are as before the grant.
+mkdir -p /tmp/lp/proj/sub; echo secret > /tmp/lp/proj/sub/file; chmod 0700 /tmp/lp
+setpriv --reuid cc-agent --regid cc-agent --clear-groups cat /tmp/lp/proj/sub/file >/dev/null 2>&1 \
+    && fail "the agent reads the project before any grant"
+acls() { getfacl -p /tmp /tmp/lp 2>/dev/null; getfacl -R -p /tmp/lp/proj 2>/dev/null; }
+acls > /tmp/acl-before
+pipelock-containment grant /tmp/lp/proj > /tmp/out 2>&1 || { cat /tmp/out; fail "grant"; }
+setpriv --reuid cc-agent --regid cc-agent --clear-groups cat /tmp/lp/proj/sub/file >/dev/null || fail "grant gave no access"
+pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "remove"; }
+cat /tmp/out
+grep -q "revoked the grant of /tmp/lp/proj" /tmp/out || fail "remove did not report the revoke"
+acls > /tmp/acl-after
+diff /tmp/acl-before /tmp/acl-after || fail "ACLs differ after remove"
+setpriv --reuid cc-agent --regid cc-agent --clear-groups cat /tmp/lp/proj/sub/file >/dev/null 2>&1 \
+    && fail "the agent still reads the project"
+[ ! -e $B ] || fail "bundle left after remove"
+[ ! -e /etc/sudoers.d/pipelock-containment-grants ] || fail "grants sudoers left after remove"
+[ -f /etc/pipelock/ca.pem ] || fail "remove deleted the proxy's CA"
+[ -f /etc/pipelock/ca-key.pem ] || fail "remove deleted the proxy's key"
+pipelock-containment purge > /tmp/out 2>&1 || { cat /tmp/out; fail "purge"; }
+[ ! -e /var/lib/pipelock-containment/grants.json ] || fail "grant records left after purge"
 echo OK
 "#,
     );

@@ -4,6 +4,9 @@
 //! files are written atomically (temp file in the same directory, fsync, rename); the table is
 //! replaced by the rule file in one nft transaction; a failing step undoes the completed ones in
 //! reverse order. Accounts are created first and never deleted (not even on rollback).
+//! The CA step (`ca refresh`) is undone by restoring the previous bundle; the proxy CA key's
+//! owner and mode are never loosened again. A bundle that cannot be built from its inputs only
+//! warns: the previous bundle stays.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -239,6 +242,8 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let mut all: Vec<Utf8PathBuf> = paths_wanted.to_vec();
     if let Some(manifest) = &manifest {
         all.extend(manifest.files.keys().cloned());
+        all.extend(manifest.ca_bundle.iter().cloned());
+        all.extend(manifest.grant_records.iter().cloned());
     }
     all.push(plan::MANIFEST_FILE.into());
     if let Ok(entries) = std::fs::read_dir(paths::WRAPPER_DIR) {
@@ -266,6 +271,19 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         systemd_running: running,
         units,
         user_unit_links: observe_user_units(),
+        ca: None,
+    })
+}
+
+/// The combined CA bundle as it is, and as `ca refresh` would write it now.
+pub fn observe_ca(config: &Config, facts: &crate::facts::Facts) -> Result<plan::CaState> {
+    let planned = crate::host::ca::plan(config, facts);
+    let bundle = planned.paths.combined_bundle.clone();
+    Ok(plan::CaState {
+        current: observe_file(&bundle)?,
+        bundle,
+        desired: planned.bundle.map(|b| b.text),
+        key_changes: planned.key_changes,
     })
 }
 
@@ -366,6 +384,8 @@ pub struct Executor<'a> {
     /// Remove: keep going after a failed step.
     best_effort: bool,
     errors: Vec<String>,
+    /// What the CA step refreshes for (apply only).
+    ca: Option<(&'a Config, &'a crate::facts::Facts)>,
 }
 
 impl<'a> Executor<'a> {
@@ -383,7 +403,14 @@ impl<'a> Executor<'a> {
             nft_before: observed.nft.clone(),
             best_effort: false,
             errors: Vec::new(),
+            ca: None,
         }
+    }
+
+    /// The config and facts the CA step (`ca refresh`) works with.
+    pub fn with_ca(mut self, config: &'a Config, facts: &'a crate::facts::Facts) -> Executor<'a> {
+        self.ca = Some((config, facts));
+        self
     }
 
     /// Run every step; on the first failure undo the completed ones and return the error.
@@ -564,9 +591,24 @@ impl<'a> Executor<'a> {
                 self.record(id, Undo::RestoreTable(previous));
                 run_ok("nft", &["-f", rule_file.as_str()]).map(drop)
             }
-            Step::RefreshCaBundle => {
-                refresh_ca_bundle(self.log);
-                Ok(())
+            Step::RefreshCaBundle {
+                bundle, refused, ..
+            } => {
+                let (config, facts) = self
+                    .ca
+                    .ok_or_else(|| anyhow!("internal: the CA step has no config"))?;
+                for dir in create_parents(bundle)? {
+                    self.record(format!("mkdir:{dir}"), Undo::RemoveDir(dir));
+                }
+                // The key fix is not undone: a key the agent could read stays closed.
+                self.record(
+                    id,
+                    Undo::RestoreFile {
+                        path: bundle.clone(),
+                        previous: observe_file(bundle)?,
+                    },
+                );
+                refresh_ca_bundle(config, facts, refused.is_some(), self.log)
             }
             Step::DaemonReload => {
                 self.record(
@@ -598,7 +640,7 @@ impl<'a> Executor<'a> {
                     self.record(
                         id,
                         Undo::ReloadAtEnd {
-                            restart_proxy: true,
+                            restart_proxy: unit == plan::PROXY_UNIT,
                         },
                     );
                 } else {
@@ -663,6 +705,25 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
+            Step::RevokeGrants { records } => {
+                let mut config = Config::defaults();
+                config.grants.records = records.clone();
+                let (revoked, problems) = crate::host::grants::revoke_all(&config)?;
+                if revoked.is_empty() && problems.is_empty() {
+                    (self.log)("  no active workspace grant");
+                }
+                for path in &revoked {
+                    (self.log)(&format!("  revoked the grant of {path}"));
+                }
+                if !problems.is_empty() {
+                    bail!(
+                        "{} grant(s) could not be revoked: {}",
+                        problems.len(),
+                        problems.join("; ")
+                    );
+                }
+                Ok(())
+            }
             Step::RestoreUserUnit { link } => {
                 if std::fs::symlink_metadata(&link.link).is_err() {
                     if let Some(parent) = link.link.parent() {
@@ -686,10 +747,41 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// The CA bundle and the CA key's permissions. Isolated on purpose: `ca refresh` owns this and
-/// is wired here when the CA code lands.
-pub fn refresh_ca_bundle(log: Log<'_>) {
-    log("  CA bundle: handled by `ca refresh`");
+/// `ca refresh` for apply: the bundle and the key. A bundle that cannot be built from its inputs
+/// (a proxy CA file holding a key or a non-CA certificate, no system roots) only warns, loudly:
+/// a package install must not fail on a file the proxy owns; the previous bundle stays, and
+/// `verify` reports it. Failures to write fail the step (and roll back).
+pub fn refresh_ca_bundle(
+    config: &Config,
+    facts: &crate::facts::Facts,
+    refused_when_planned: bool,
+    log: Log<'_>,
+) -> Result<()> {
+    match crate::host::ca::refresh(config, facts, false) {
+        Ok(outcome) => {
+            for line in outcome.report() {
+                log(&format!("  {line}"));
+            }
+            for warning in &outcome.warnings {
+                log(&format!("  warning: {warning}"));
+            }
+            if outcome.key.agent_can_read {
+                log(&format!(
+                    "  WARNING: the agent user can still read the proxy CA key {}: check its ACL and directory, then run `pipelock-containment ca refresh`",
+                    outcome.key.path
+                ));
+            }
+            Ok(())
+        }
+        Err(err) if refused_when_planned || crate::host::ca::is_refused_input(&err) => {
+            log(&format!(
+                "  WARNING: {err:#}. The combined CA bundle {} keeps its previous contents; fix the file, then run `pipelock-containment ca refresh`",
+                config.ca.combined_bundle
+            ));
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
 }
 
 fn validate(
@@ -1021,12 +1113,20 @@ pub struct Applied {
 }
 
 /// Gather facts, render, observe, plan. Accounts that do not exist yet are assumed (dry run).
+/// What `plan_for_host` found and planned.
+pub struct Planned {
+    pub plan: Plan,
+    pub observed: Observed,
+    pub warnings: Vec<String>,
+    pub facts: crate::facts::Facts,
+}
+
 pub fn plan_for_host(
     config: &Config,
     users_created: &[String],
     groups_created: &[String],
     now: u64,
-) -> Result<(Plan, Observed, Vec<String>)> {
+) -> Result<Planned> {
     let mut warnings = Vec::new();
     let missing = User::from_name(&config.users.agent)?.is_none()
         || User::from_name(&config.users.proxy)?.is_none();
@@ -1051,6 +1151,7 @@ pub fn plan_for_host(
         .collect();
     let mut observed = observe(&wanted)?;
     observed.table_drift = loaded_table_drifted(&observed.nft);
+    observed.ca = Some(observe_ca(config, &facts)?);
     let plan = plan::plan_apply(&plan::ApplyInput {
         config,
         rendered: &rendered,
@@ -1061,7 +1162,12 @@ pub fn plan_for_host(
         agent_uid: facts.agent.uid,
         now,
     });
-    Ok((plan, observed, warnings))
+    Ok(Planned {
+        plan,
+        observed,
+        warnings,
+        facts,
+    })
 }
 
 /// Whether the loaded table differs from what the rule file on disk loads. Both texts come
@@ -1120,8 +1226,13 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (plan, observed, _) = plan_for_host(config, &users_created, &groups_created, now)?;
-    let mut executor = Executor::new(log, &observed);
+    let Planned {
+        plan,
+        observed,
+        facts,
+        ..
+    } = plan_for_host(config, &users_created, &groups_created, now)?;
+    let mut executor = Executor::new(log, &observed).with_ca(config, &facts);
     executor.run_all(&plan)?;
     Ok(Applied {
         plan,
@@ -1129,11 +1240,17 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
     })
 }
 
-/// Remove (best effort: every step is tried; errors are collected and returned).
-pub fn remove_host(config_agent: &str, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+/// Remove (best effort: every step is tried; errors are collected and returned). `config` is
+/// the config as it is now, or the defaults when it is gone.
+pub fn remove_host(config: &Config, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
     let _lock = lock(log)?;
-    let observed = observe(&[])?;
-    let plan = plan::plan_remove(config_agent, &observed);
+    let observed = observe(&[
+        config.ca.combined_bundle.clone(),
+        config.grants.records.clone(),
+        paths::SUDOERS_GRANTS_DROPIN.into(),
+        crate::ca::PATH_UNIT_DROPIN.into(),
+    ])?;
+    let plan = plan::plan_remove(config, &observed);
     let mut executor = Executor::new(log, &observed);
     executor.best_effort = true;
     executor.run_all(&plan)?;
@@ -1181,7 +1298,30 @@ pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<V
     } else {
         log("  users kept (users.delete_on_purge = false)");
     }
-    log(&format!("  remove {}", paths::STATE_DIR));
+    // Grant records kept outside the state directory (grants.records set elsewhere).
+    let mut records: Vec<Utf8PathBuf> = manifest
+        .as_ref()
+        .and_then(|m| m.grant_records.clone())
+        .into_iter()
+        .collect();
+    records.extend(delete_from_config.map(|c| c.grants.records.clone()));
+    for path in records {
+        if path.starts_with(paths::STATE_DIR) {
+            continue;
+        }
+        for file in [path.clone(), Utf8PathBuf::from(format!("{path}.lock"))] {
+            if std::fs::symlink_metadata(&file).is_ok() {
+                log(&format!("  remove {file}"));
+                if let Err(err) = std::fs::remove_file(&file) {
+                    errors.push(format!("removing {file}: {err}"));
+                }
+            }
+        }
+    }
+    log(&format!(
+        "  remove {} (the manifest and the grant records with it)",
+        paths::STATE_DIR
+    ));
     match std::fs::remove_dir_all(paths::STATE_DIR) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             errors.push(format!("removing {}: {err}", paths::STATE_DIR))

@@ -350,6 +350,43 @@ fn build_and_install(
     Ok((bundle, action))
 }
 
+/// What `apply` plans with: the bundle `refresh` would write now (or why it cannot be built) and
+/// what fixing the key would change (or why it cannot be fixed). Read-only.
+pub struct Planned {
+    pub paths: CaPaths,
+    pub bundle: std::result::Result<ca::Bundle, String>,
+    pub key_changes: std::result::Result<Vec<String>, String>,
+}
+
+/// Read the inputs and build the would-be bundle with the pure `ca::build_bundle`; inspect the
+/// key without changing it. Nothing is written or locked.
+pub fn plan(config: &Config, facts: &Facts) -> Planned {
+    let paths = CaPaths::new(config, facts);
+    let owners = owners(facts);
+    let (bundle, key_changes) = match owners {
+        Err(err) => (Err(format!("{err:#}")), Err(format!("{err:#}"))),
+        Ok(owners) => (
+            build_and_install(&paths, &owners, now(), true)
+                .map(|(bundle, _)| bundle)
+                .map_err(|err| format!("{err:#}")),
+            fix_key(&paths.proxy_ca_key, &owners, true)
+                .map(|key| key.changes)
+                .map_err(|err| format!("{err:#}")),
+        ),
+    };
+    Planned {
+        paths,
+        bundle,
+        key_changes,
+    }
+}
+
+/// Whether a `refresh` error comes from the inputs (a proxy CA file that is not a CA, an empty
+/// system bundle) rather than from writing: `apply` warns about those and keeps the old bundle.
+pub fn is_refused_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<ca::CaError>())
+}
+
 /// Read-only checks for `verify`/`status`.
 pub fn inspect(config: &Config, facts: &Facts) -> Result<CaInspection> {
     Ok(inspect_at(

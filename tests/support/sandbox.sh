@@ -23,7 +23,10 @@ mount -t tmpfs tmpfs-lifecycle-tmp /tmp
 ip link set lo up
 install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
 install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
-install -m 0644 "$SANDBOX_ROOT"/systemd/pipelock-containment.service "$SANDBOX_ROOT"/systemd/pipelock-proxy.service /usr/lib/systemd/system/
+for unit in pipelock-containment.service pipelock-proxy.service pipelock-containment-ca.path \
+    pipelock-containment-ca.service pipelock-containment-grants.timer pipelock-containment-grants.service; do
+    install -m 0644 "$SANDBOX_ROOT/systemd/$unit" /usr/lib/systemd/system/
+done
 [ -f "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" ] && \
     install -m 0644 "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" /usr/lib/sysusers.d/
 [ -f /etc/pipelock-containment/containment.toml ] || \
