@@ -18,7 +18,24 @@ use crate::generate::{self, BIN};
 /// The config file the packages ship: a conffile (`noreplace` on RPM).
 const CONFIG_FILE: &str = "/etc/pipelock-containment/containment.toml";
 const PROFILE_FILE: &str = "/etc/profile.d/pipelock-containment.sh";
+/// Units the package scripts enable; the boot unit first.
 const UNITS: [&str; 2] = ["pipelock-containment.service", "pipelock-proxy.service"];
+/// Units shipped for the helper: `apply` enables the CA watcher and the grants timer; the
+/// metrics timer is the admin's choice.
+const HELPER_UNITS: [&str; 6] = [
+    "pipelock-containment-ca.path",
+    "pipelock-containment-ca.service",
+    "pipelock-containment-grants.service",
+    "pipelock-containment-grants.timer",
+    "pipelock-containment-metrics.service",
+    "pipelock-containment-metrics.timer",
+];
+/// Reloads our table after nftables.service starts or reloads (its config flushes the ruleset).
+const NFTABLES_DROPIN: &str =
+    "/usr/lib/systemd/system/nftables.service.d/pipelock-containment.conf";
+/// Debian's update-ca-certificates hook (a conffile, like everything under /etc).
+const CA_HOOK: &str = "/etc/ca-certificates/update.d/pipelock-containment";
+const VERIFY_SCHEMA: &str = "/usr/share/doc/pipelock-containment/verify-schema.json";
 /// What the .deb depends on (besides the shared libraries cargo-deb finds).
 const DEB_DEPENDS: [&str; 5] = ["nftables", "sudo", "ca-certificates", "systemd", "adduser"];
 const RPM_REQUIRES: [&str; 4] = ["nftables", "sudo", "ca-certificates", "systemd"];
@@ -94,10 +111,13 @@ fn expected_files(format: Format) -> BTreeMap<String, u32> {
     files.insert(CONFIG_FILE.into(), 0o644);
     files.insert(PROFILE_FILE.into(), 0o644);
     files.insert(sysusers::SYSUSERS_FILE.into(), 0o644);
-    for unit in UNITS {
+    for unit in UNITS.iter().chain(&HELPER_UNITS) {
         files.insert(format!("/usr/lib/systemd/system/{unit}"), 0o644);
     }
+    files.insert(NFTABLES_DROPIN.into(), 0o644);
+    files.insert(VERIFY_SCHEMA.into(), 0o644);
     if format == Format::Deb {
+        files.insert(CA_HOOK.into(), 0o755);
         for doc in ["copyright", "changelog.Debian.gz"] {
             files.insert(format!("/usr/share/doc/{BIN}/{doc}"), 0o644);
         }
@@ -253,7 +273,7 @@ fn check_contents(label: &str, packages: &Packages, tree: &Utf8Path, problems: &
             sysusers::SYSUSERS_FILE
         )),
     }
-    for unit in UNITS {
+    for unit in UNITS.iter().chain(&HELPER_UNITS) {
         let shipped = read(&format!("/usr/lib/systemd/system/{unit}")).unwrap_or_default();
         let source = std::fs::read_to_string(root.join("systemd").join(unit)).unwrap_or_default();
         problems.check(!shipped.is_empty() && shipped == source, || {
@@ -416,7 +436,9 @@ fn check_deb(packages: &Packages, problems: &mut Problems) -> Result<()> {
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect();
-    let expected_conffiles: BTreeSet<String> = [CONFIG_FILE, PROFILE_FILE].map(String::from).into();
+    let expected_conffiles: BTreeSet<String> = [CONFIG_FILE, PROFILE_FILE, CA_HOOK]
+        .map(String::from)
+        .into();
     problems.check(conffiles == expected_conffiles, || {
         format!("{label}: conffiles are {conffiles:?}, expected {expected_conffiles:?}")
     });
@@ -576,7 +598,7 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
     for (path, flag) in &flags {
         let expected = if path == CONFIG_FILE || path == PROFILE_FILE {
             "cn"
-        } else if path.starts_with("/usr/share/man/") {
+        } else if path.starts_with("/usr/share/man/") || path == VERIFY_SCHEMA {
             "d"
         } else {
             ""
