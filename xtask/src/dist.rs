@@ -6,7 +6,7 @@ use clap::Args;
 use pipelock_containment::config::{Config, DEFAULT_CONFIG_TOML};
 use pipelock_containment::sysusers;
 
-use crate::{cmd, generate, rpm_scripts, tools};
+use crate::{cmd, deps, generate, rpm_scripts, tools};
 
 /// The Debian revision and the RPM release of every build.
 pub const RELEASE: &str = "1";
@@ -117,6 +117,7 @@ pub fn arch_names() -> Result<(String, String)> {
 pub fn dist(args: &DistArgs) -> Result<Packages> {
     let root = cmd::project_root();
     let (config_text, config) = packaged_config(args.config.as_deref())?;
+    deps::ensure(deps::BUILD)?;
     let version = full_version(args.version_suffix.as_deref())?;
     let (deb_arch, rpm_arch) = arch_names()?;
     let out_dir = match &args.out_dir {

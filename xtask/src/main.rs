@@ -2,6 +2,7 @@
 
 mod bench_launch;
 mod cmd;
+mod deps;
 mod dist;
 mod generate;
 mod inspect;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::dist::{self, DistArgs, Packages};
-use crate::{cmd, inspect, lint, site};
+use crate::{cmd, deps, inspect, lint, site};
 
 /// How a step ended.
 enum Outcome {
@@ -40,6 +40,8 @@ pub fn run() -> Result<()> {
     let start = Instant::now();
     let mut results = Vec::new();
 
+    let needed: Vec<&str> = deps::BUILD.iter().chain(deps::TEST).copied().collect();
+    cmd::step("test dependencies (apt)", || deps::ensure(&needed))?;
     timed(&mut results, "cargo test --workspace", || {
         cargo_test().map(|()| Outcome::Passed)
     });
