@@ -114,25 +114,7 @@ pub fn parse_journal_json(text: &str) -> Vec<Entry> {
 
 /// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn rfc3339_from_micros(micros: u64) -> String {
-    let secs = micros / 1_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::timefmt::rfc3339((micros / 1_000_000) as i64)
 }
 
 /// The entries as a table for a terminal.

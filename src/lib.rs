@@ -16,5 +16,6 @@ pub mod plan;
 pub mod render;
 pub mod status;
 pub mod sysusers;
+pub mod timefmt;
 pub mod tools;
 pub mod verify;
