@@ -92,14 +92,13 @@ macro_rules! outln {
     }};
 }
 
-fn need_root(what: &str) -> Option<i32> {
-    if host::apply::is_root() {
+/// Unless running as root, print why root is needed and what works without it, and give the
+/// exit code.
+fn need_root(why: &str, without_root: &str) -> Option<i32> {
+    if host::is_root() {
         return None;
     }
-    eprintln!(
-        "pipelock-containment: {what} changes the system and needs root: run it with sudo \
-         (`pipelock-containment apply --dry-run` shows the changes without root)"
-    );
+    eprintln!("pipelock-containment: {why}: run it as root, with sudo{without_root}");
     Some(exit::NEED_ROOT)
 }
 
@@ -116,7 +115,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         let host::apply::Planned {
             plan, mut warnings, ..
         } = host::apply::plan_for_host(&config, &[], &[], 0)?;
-        if !host::apply::is_root() {
+        if !host::is_root() {
             warnings.push(
                 "not root: files only root can read and the live nft table are not compared".into(),
             );
@@ -140,7 +139,10 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
-    if let Some(code) = need_root("apply") {
+    if let Some(code) = need_root(
+        "apply changes the system",
+        " (`pipelock-containment apply --dry-run` shows the changes without root)",
+    ) {
         return Ok(code);
     }
     if !args.json {
@@ -181,7 +183,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
 
 fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     let what = if purge { "purge" } else { "remove" };
-    if let Some(code) = need_root(what) {
+    if let Some(code) = need_root(&format!("{what} changes the system"), "") {
         return Ok(code);
     }
     // The config may be gone already (dpkg deletes conffiles before postrm purge).
@@ -228,7 +230,10 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
 
 fn verify_command(args: VerifyArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    if let Some(code) = need_root_to_read("verify") {
+    if let Some(code) = need_root(
+        "verify reads the nft table and probes as the agent user",
+        " (`pipelock-containment status` works without root)",
+    ) {
         return Ok(code);
     }
     let options = host::verify::Options {
@@ -287,7 +292,10 @@ fn blocked_command(args: BlockedArgs) -> Result<i32> {
 
 fn metrics_command(args: MetricsArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    if let Some(code) = need_root_to_read("metrics") {
+    if let Some(code) = need_root(
+        "metrics reads the nft table and probes as the agent user",
+        " (`pipelock-containment status` works without root)",
+    ) {
         return Ok(code);
     }
     let text = crate::metrics::render(&host::verify::metrics_input(&config));
@@ -298,27 +306,14 @@ fn metrics_command(args: MetricsArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// verify and metrics read the kernel's table and probe as the agent: both need root.
-fn need_root_to_read(what: &str) -> Option<i32> {
-    if host::apply::is_root() {
-        return None;
-    }
-    eprintln!(
-        "pipelock-containment: {what} reads the nft table and runs probes as the agent user, \
-         which needs root: run it with sudo (`pipelock-containment status` works without root)"
-    );
-    Some(exit::NEED_ROOT)
-}
-
 fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {
     let verb = if add { "add" } else { "remove" };
-    if !host::tools::is_root() {
-        eprintln!(
-            "pipelock-containment: `tools {verb}` changes {} and the wrappers: run it as root \
-             (sudo pipelock-containment tools {verb} {})",
-            args.config.config, args.tool
-        );
-        return Ok(exit::NEED_ROOT);
+    let why = format!(
+        "`tools {verb}` changes {} and the wrappers",
+        args.config.config
+    );
+    if let Some(code) = need_root(&why, "") {
+        return Ok(code);
     }
     let path = &args.config.config;
     let text =
@@ -370,13 +365,14 @@ fn tools_list(args: ToolsListArgs) -> Result<i32> {
 
 fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    if !args.dry_run && !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "pipelock-containment: error: `ca refresh` writes {} and sets the owner of {}: \
-             run it as root, or add --dry-run to see what it would do",
+    if !args.dry_run {
+        let why = format!(
+            "`ca refresh` writes {} and sets the owner of {}",
             config.ca.combined_bundle, config.ca.proxy_ca_key
         );
-        return Ok(exit::NEED_ROOT);
+        if let Some(code) = need_root(&why, " (--dry-run shows what it would do)") {
+            return Ok(code);
+        }
     }
     let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
     let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;

@@ -61,10 +61,6 @@ pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
     Ok(output)
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// systemd is PID 1 (the test every maintainer script uses).
 pub fn systemd_running() -> bool {
     Utf8Path::new("/run/systemd/system").is_dir()

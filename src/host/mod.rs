@@ -8,3 +8,8 @@ pub mod grants;
 pub mod launch;
 pub mod tools;
 pub mod verify;
+
+/// This process runs as root (effective UID 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -7,11 +7,6 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 
-/// True if this process runs as root (effective UID 0).
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 /// Replace `path` with `contents` atomically: a temporary file beside it with the same mode and
 /// owner, fsync, rename, fsync of the directory. A reader sees the old or the new file, never
 /// half of one.

@@ -586,7 +586,7 @@ pub fn status_view(config: &Config) -> crate::status::StatusView {
     use crate::status::{drifted, last_apply_from_manifest, Role, StatusView, Tool, Unit};
     let observations = observe(config, &Options::default());
     let probes = crate::verify::evaluate(config, &observations);
-    let drift_checked = nix::unistd::geteuid().is_root();
+    let drift_checked = super::is_root();
     let drifted = if drift_checked {
         drifted(&probes)
     } else {
