@@ -1,0 +1,291 @@
+//! `cargo xtask e2e`: the end-to-end proof. Builds the packages and a signed repository, boots a
+//! debootstrapped Debian with systemd in a private network namespace joined to a test
+//! "internet", installs the package with `apt-get install` from the repository, and runs the
+//! scenario (`scenario.rs`). Everything it starts is ended by Drop guards or, on a signal, by
+//! the handler (`proc.rs`); logs stay in `target/e2e-logs/`.
+
+pub mod container;
+pub mod net;
+pub mod proc;
+pub mod repo;
+pub mod rootfs;
+pub mod scenario;
+
+use std::fs;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use container::Container;
+use proc::run;
+use scenario::Checks;
+
+pub struct Opts {
+    /// Keep the test host's root file system and the work directory after the run.
+    pub keep: bool,
+    /// Use the .deb/.rpm in this directory instead of building them.
+    pub artefacts: Option<Utf8PathBuf>,
+}
+
+/// Step timings, printed as they happen and summed up at the end.
+#[derive(Default)]
+pub struct Steps {
+    done: Vec<(String, f64, bool)>,
+}
+
+impl Steps {
+    pub fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        println!("==> {name}");
+        let t = Instant::now();
+        let r = f();
+        self.finish(name, t, r.is_ok());
+        r
+    }
+
+    fn finish(&mut self, name: &str, t: Instant, ok: bool) {
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "<== {name}: {} in {secs:.1} s",
+            if ok { "done" } else { "FAILED" }
+        );
+        self.done.push((name.to_owned(), secs, ok));
+    }
+
+    fn summary(&self) {
+        println!("\nStep timings:");
+        for (name, secs, ok) in &self.done {
+            println!(
+                "  {secs:7.1} s  {}  {name}",
+                if *ok { "ok  " } else { "FAIL" }
+            );
+        }
+    }
+}
+
+/// Everything the scenario works with.
+pub struct Lab {
+    pub rootfs: Utf8PathBuf,
+    pub certs: net::Certs,
+    pub checks: Checks,
+    pub rpm_name: Option<String>,
+    pub rpm2_name: Option<String>,
+    pub steps: Steps,
+    container: Option<Container>,
+    net: net::TestNet,
+    logs: Utf8PathBuf,
+    work: Utf8PathBuf,
+    pkgs: Utf8PathBuf,
+    repo_dir: Utf8PathBuf,
+    key: repo::SigningKey,
+    boots: u32,
+}
+
+impl Lab {
+    /// The booted test host.
+    pub fn c(&self) -> &Container {
+        self.container.as_ref().expect("the test host is booted")
+    }
+
+    /// A timed scenario step.
+    pub fn step<T>(&mut self, name: &str, f: impl FnOnce(&mut Lab) -> Result<T>) -> Result<T> {
+        println!("==> {name}");
+        let t = Instant::now();
+        let r = f(self);
+        self.steps.finish(name, t, r.is_ok());
+        r
+    }
+
+    fn boot(&mut self) -> Result<()> {
+        self.boots += 1;
+        let c = Container::boot(
+            &self.rootfs,
+            &self.net.host_ns_path(),
+            &self.logs,
+            self.boots,
+        )?;
+        println!(
+            "    test host booted (boot {}, leader pid {})",
+            self.boots, c.leader
+        );
+        self.container = Some(c);
+        Ok(())
+    }
+
+    /// Powers the test host off and boots the same root file system again.
+    pub fn reboot(&mut self) -> Result<()> {
+        if let Some(c) = self.container.take() {
+            c.poweroff();
+        }
+        self.boot()
+    }
+
+    /// Publishes a higher version of the .deb in the repository; returns that version.
+    pub fn publish_upgrade(&mut self) -> Result<String> {
+        let deb = first_with_ext(&self.pkgs, ".deb")?.context("no .deb to upgrade from")?;
+        let v1 = run(Command::new("dpkg-deb").args(["--field", deb.as_str(), "Version"]))?;
+        let v2 = format!("{}+e2e.1", v1.trim());
+        repo::rebuild_deb_with_version(&deb, &v2, &self.work.join("rebuild"), &self.pkgs)?;
+        repo::build(&self.pkgs, &self.repo_dir, &self.key)?;
+        println!("    published {v2} next to {} in the repository", v1.trim());
+        Ok(v2)
+    }
+}
+
+fn first_with_ext(dir: &Utf8Path, ext: &str) -> Result<Option<Utf8PathBuf>> {
+    let mut v: Vec<_> = dir
+        .read_dir_utf8()?
+        .flatten()
+        .map(|e| e.into_path())
+        .filter(|p| p.as_str().ends_with(ext))
+        .collect();
+    v.sort();
+    Ok(v.into_iter().next())
+}
+
+/// Entry point: SKIPPED (exit 0) unless root; otherwise the whole run, cleanup included.
+pub fn main(root: &Utf8Path, opts: Opts) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED: cargo xtask e2e: needs root (debootstrap, network namespaces, \
+             systemd-nspawn). Run it as root; CI does."
+        );
+        return Ok(());
+    }
+    proc::install_signal_handler()?;
+    let t = Instant::now();
+    let logs = root.join("target/e2e-logs");
+    let mut steps = Steps::default();
+    let r = run_all(root, &opts, &logs, &mut steps);
+    proc::run_all();
+    let total = t.elapsed().as_secs_f64();
+    match r {
+        Ok(()) => {
+            println!("\ne2e: PASSED in {total:.0} s (logs: {logs})");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("\ne2e: FAILED after {total:.0} s: {e:#}\nlogs, including the test host's journal: {logs}");
+            Err(e)
+        }
+    }
+}
+
+fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> Result<()> {
+    let target = root.join("target");
+    let work = target.join("e2e-run");
+    if logs.exists() {
+        fs::remove_dir_all(logs)?;
+    }
+    fs::create_dir_all(logs)?;
+    fs::create_dir_all(&work)?;
+    net::remove_stale();
+
+    let input = match &opts.artefacts {
+        Some(dir) => dir.clone(),
+        None => steps.run("build: packages (cargo xtask dist)", || {
+            let exe = std::env::current_exe()?;
+            proc::run_visible(Command::new(exe).arg("dist").current_dir(root))?;
+            Ok(target.join("dist"))
+        })?,
+    };
+    let pkgs = work.join("packages");
+    let repo_dir = work.join("repo");
+    let (key, rpm_name) = steps.run("build: signed apt and dnf repositories", || {
+        rootfs::remove_tree(&pkgs)?;
+        fs::create_dir_all(&pkgs)?;
+        let mut n = 0;
+        for e in input
+            .read_dir_utf8()
+            .with_context(|| format!("cannot read {input}"))?
+        {
+            let p = e?.into_path();
+            if p.as_str().ends_with(".deb") || p.as_str().ends_with(".rpm") {
+                fs::copy(&p, pkgs.join(p.file_name().unwrap_or_default()))?;
+                n += 1;
+            }
+        }
+        if first_with_ext(&pkgs, ".deb")?.is_none() {
+            bail!("no .deb in {input} ({n} packages found)");
+        }
+        let key = repo::SigningKey::throwaway()?;
+        repo::build(&pkgs, &repo_dir, &key)?;
+        let rpm = first_with_ext(&pkgs, ".rpm")?.and_then(|p| p.file_name().map(str::to_owned));
+        Ok((key, rpm))
+    })?;
+    let rootfs_dir = work.join("rootfs");
+    steps.run("rootfs: Debian bookworm minbase + systemd (cached)", || {
+        let tar = rootfs::cached_tarball(&target.join("e2e-cache"))?;
+        rootfs::unpack(&tar, &rootfs_dir)
+    })?;
+    let keep_rootfs = opts.keep;
+    let rootfs_for_guard = rootfs_dir.clone();
+    let _rootfs_guard = proc::guard("test host root file system", move || {
+        if keep_rootfs {
+            println!("    --keep: leaving {rootfs_for_guard}");
+        } else if let Err(e) = rootfs::remove_tree(&rootfs_for_guard) {
+            eprintln!("    {e:#}");
+        }
+    });
+    let (testnet, certs, _internet) =
+        steps.run("network: namespaces, veth, test internet host", || {
+            let testnet = net::create()?;
+            let certs = net::make_certs(&work.join("certs"))?;
+            let inet = net::start_internet(
+                &testnet,
+                &repo_dir,
+                &certs,
+                &work,
+                &logs.join("internet-host.log"),
+            )?;
+            Ok((testnet, certs, inet))
+        })?;
+    let mut lab = Lab {
+        rootfs: rootfs_dir,
+        certs,
+        checks: Checks::default(),
+        rpm_name,
+        rpm2_name: None,
+        steps: std::mem::take(steps),
+        container: None,
+        net: testnet,
+        logs: logs.to_owned(),
+        work: work.clone(),
+        pkgs,
+        repo_dir,
+        key,
+        boots: 0,
+    };
+    let r = lab
+        .step("boot the test host (systemd-nspawn --boot)", Lab::boot)
+        .and_then(|()| scenario::run(&mut lab));
+    if let Some(c) = lab.container.take() {
+        c.poweroff();
+    }
+    *steps = std::mem::take(&mut lab.steps);
+    steps.summary();
+    let failures = lab.checks.failures();
+    let passed = lab.checks.results.iter().filter(|r| r.1.is_ok()).count();
+    println!(
+        "\nChecks: {passed} passed, {} failed, {} pending upstream (of {})",
+        failures.len(),
+        lab.checks.results.len() - passed - failures.len(),
+        lab.checks.results.len()
+    );
+    let mut report = String::new();
+    for (name, r, secs) in &lab.checks.results {
+        let status = match r {
+            Ok(()) => "PASS".to_owned(),
+            Err(e) if failures.contains(&name.as_str()) => format!("FAIL: {e}"),
+            Err(e) => format!("PENDING: {e}"),
+        };
+        report.push_str(&format!("{secs:6.1} s  {name}: {status}\n"));
+    }
+    fs::write(logs.join("checks.txt"), &report)?;
+    r?;
+    if !failures.is_empty() {
+        bail!("failed checks: {}", failures.join(", "));
+    }
+    Ok(())
+}
