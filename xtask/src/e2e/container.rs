@@ -80,6 +80,9 @@ impl Container {
         let child = Command::new("systemd-nspawn")
             .args(["--quiet", "--boot", "--keep-unit", "--register=no"])
             .args(["--console=read-only", "-D", rootfs.as_str()])
+            // A real host's services may change the firewall; nspawn grants CAP_NET_ADMIN only
+            // with --private-network, which --network-namespace-path does not imply.
+            .arg("--capability=CAP_NET_ADMIN")
             .arg(format!("--network-namespace-path={netns_path}"))
             .arg(format!("--machine={}", super::rootfs::HOSTNAME))
             .stdin(Stdio::null())
@@ -95,8 +98,12 @@ impl Container {
             kill_and_reap(nspawn_pid, nix::sys::signal::Signal::SIGTERM)
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        // nspawn forks helpers on the way: the leader is the child that has become systemd.
         let leader = loop {
-            if let Some(&p) = children(nspawn_pid).first() {
+            let init = children(nspawn_pid).into_iter().find(|p| {
+                fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "systemd")
+            });
+            if let Some(p) = init {
                 break p;
             }
             if Instant::now() > deadline || wait_pid(nspawn_pid, Duration::ZERO).is_some() {
@@ -116,7 +123,8 @@ impl Container {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let o = c.sh_quiet("systemctl is-system-running", 10)?;
-            let state = o.stdout.trim().to_owned();
+            let state = format!("{} {}", o.stdout.trim(), o.stderr.trim());
+            let state = state.trim().to_owned();
             if state == "running" || state == "degraded" {
                 if state == "degraded" {
                     let f = c.sh_quiet("systemctl --failed --no-legend", 10)?;
@@ -149,8 +157,8 @@ impl Container {
 
     fn sh_quiet(&self, script: &str, timeout_s: u64) -> Result<Out> {
         let mut cmd = self.nsenter(script);
-        let tmp = self.logs.join(".cmd-out");
-        let tmp_err = self.logs.join(".cmd-err");
+        let tmp = self.logs.join(format!(".cmd-out-{}", self.boot));
+        let tmp_err = self.logs.join(format!(".cmd-err-{}", self.boot));
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(fs::File::create(&tmp)?)
@@ -167,11 +175,14 @@ impl Container {
             }
         };
         let code = status.code().unwrap_or(128 + 9);
-        Ok(Out {
+        let out = Out {
             code,
             stdout: fs::read_to_string(&tmp).unwrap_or_default(),
             stderr: fs::read_to_string(&tmp_err).unwrap_or_default(),
-        })
+        };
+        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(&tmp_err);
+        Ok(out)
     }
 
     /// Runs `script` with /bin/sh inside as root; logs it and its output to commands.log.

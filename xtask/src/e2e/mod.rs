@@ -72,7 +72,9 @@ pub struct Lab {
     pub rpm_name: Option<String>,
     pub rpm2_name: Option<String>,
     pub steps: Steps,
+    // Dropped in this order: test host, internet host, namespaces.
     container: Option<Container>,
+    _internet: net::InternetHost,
     net: net::TestNet,
     logs: Utf8PathBuf,
     work: Utf8PathBuf,
@@ -228,7 +230,7 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
             eprintln!("    {e:#}");
         }
     });
-    let (testnet, certs, _internet) =
+    let (testnet, certs, internet) =
         steps.run("network: namespaces, veth, test internet host", || {
             let testnet = net::create()?;
             let certs = net::make_certs(&work.join("certs"))?;
@@ -249,6 +251,7 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
         rpm2_name: None,
         steps: std::mem::take(steps),
         container: None,
+        _internet: internet,
         net: testnet,
         logs: logs.to_owned(),
         work: work.clone(),

@@ -272,6 +272,7 @@ pub fn rebuild_deb_with_version(
     ));
     run(Command::new("dpkg-deb").args([
         "--root-owner-group",
+        "-Zgzip",
         "--build",
         work.as_str(),
         out.as_str(),

@@ -192,6 +192,9 @@ pub fn five_checks(lab: &mut Lab, phase: &str) {
     // Another local service that gives egress (an operator's `ssh -D`, a second proxy): the
     // agent may not use it. Root can (so the probe itself works).
     check(lab, &p("3-agent-other-loopback-port-blocked"), |c| {
+        c.sh(&format!(
+            "for i in $(seq 50); do ss -Hltn 'sport = :{CANARY_PORT}' | grep -q . && exit 0; sleep 0.1; done"
+        ))?;
         curl_body(
             c,
             None,
@@ -324,6 +327,16 @@ const ACCOUNT_FILES: &[&str] = &[
     "/var/lib/cc-agent/**",
 ];
 
+/// The package's conffiles, from dpkg.
+fn conffiles(c: &Container) -> Result<Vec<String>> {
+    let o = c.must("dpkg-query -W -f '${Conffiles}\\n' pipelock-containment")?;
+    Ok(o.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| p.starts_with('/'))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn generated_files_gone(c: &Container) -> Result<()> {
     let files = [
         paths::RULE_FILE,
@@ -378,10 +391,16 @@ pub fn prepare_host(lab: &mut Lab) -> Result<()> {
         c.must("getent hosts \"$(hostname)\" >/dev/null")?;
         Ok(())
     })?;
+    std::fs::write(
+        rootfs.join("etc/systemd/system/e2e-canary-proxy.service"),
+        "[Unit]\nDescription=A second local proxy the agent must not be able to use\n\
+         [Service]\nUser=nobody\nGroup=nogroup\n\
+         ExecStart=/usr/bin/tinyproxy -d -c /etc/tinyproxy/e2e-canary.conf\n\
+         [Install]\nWantedBy=multi-user.target\n",
+    )?;
     require(lab, "setup/canary-proxy", |c| {
         c.must(&format!(
-            "systemd-run --unit=e2e-canary-proxy -p User=nobody -p Group=nogroup \
-             /usr/bin/tinyproxy -d -c /etc/tinyproxy/e2e-canary.conf && \
+            "systemctl daemon-reload && systemctl enable --now e2e-canary-proxy.service && \
              for i in $(seq 50); do ss -Hltn 'sport = :{CANARY_PORT}' | grep -q . && exit 0; sleep 0.1; done; exit 1"
         ))
         .map(|_| ())
@@ -570,6 +589,7 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         lab.c().must(&format!(
             "nohup runuser -u {AGENT} -- sleep 1000 >/dev/null 2>&1 < /dev/null & sleep 0.5; pgrep -u {AGENT} sleep"
         ))?;
+        let conffiles = conffiles(lab.c())?;
         require(lab, "remove/apt-get-remove", |c| {
             c.must("apt-get remove -y pipelock-containment").map(|_| ())
         })?;
@@ -587,12 +607,10 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         check(lab, "remove/file-system-listing", |c| {
             let after = listing(c)?;
             let mut allowed: Vec<&str> = ACCOUNT_FILES.to_vec();
-            // Conffiles stay until purge (Debian policy), and so does the enablement state.
-            allowed.extend([
-                "/etc/pipelock-containment",
-                "/etc/pipelock-containment/containment.toml",
-                "/var/lib/pipelock/**",
-            ]);
+            // Conffiles (and their directories) stay until purge (Debian policy), and so do the
+            // state directories and the units' enablement links. Their contents do not.
+            allowed.extend(conffiles.iter().map(String::as_str));
+            allowed.extend(["/etc/pipelock-containment", paths::STATE_DIR, "/var/lib/pipelock"]);
             let left: Vec<_> = leftovers(&before, &after, &allowed)
                 .into_iter()
                 .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
@@ -675,7 +693,7 @@ pub fn run(lab: &mut Lab) -> Result<()> {
                 curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
             });
             configure(lab, "rpm")?;
-            five_checks(lab, "rpm");
+            five_checks(lab, "rpm-contained");
             if let Some(rpm2) = lab.rpm2_name.clone() {
                 check(lab, "rpm/upgrade-keeps-containment", |c| {
                     c.must(&format!(
