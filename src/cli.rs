@@ -36,6 +36,41 @@ pub enum Command {
     Render(RenderArgs),
     /// Check a config file and print it with every default filled in.
     CheckConfig(CheckConfigArgs),
+    /// Create the users, render, validate and install everything, load the table (root).
+    ///
+    /// Idempotent: a second run changes nothing and prints "no changes". If a step fails, the
+    /// completed steps are undone and the exit code is 1.
+    Apply(ApplyArgs),
+    /// Undo apply: stop the proxy, end the agent's processes, delete the table and every
+    /// generated file (root). Users and the config stay.
+    Remove(RemoveArgs),
+    /// Remove, then delete the state directory, and the users when the config opted in (root).
+    Purge(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the plan as a diff against the host and change nothing (no root needed).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Called by a package maintainer script (dpkg or rpm).
+    #[arg(long, hide = true)]
+    pub from_maintainer_script: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Called by a package maintainer script: failures are reported but do not block the
+    /// package removal.
+    #[arg(long, hide = true)]
+    pub from_maintainer_script: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use crate::cli::{CheckConfigArgs, Cli, Command, RenderArgs};
-use crate::config::ConfigError;
+use crate::cli::{ApplyArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs};
+use crate::config::{Config, ConfigError};
 use crate::exit;
 use crate::host;
 use crate::render;
@@ -13,6 +13,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Render(args) => render_command(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Apply(args) => apply_command(args),
+        Command::Remove(args) => remove_command(args, false),
+        Command::Purge(args) => remove_command(args, true),
     }
 }
 
@@ -54,4 +57,131 @@ fn check_config(args: CheckConfigArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     print!("{}", toml::to_string(&config)?);
     Ok(exit::OK)
+}
+
+fn need_root(what: &str) -> Option<i32> {
+    if host::apply::is_root() {
+        return None;
+    }
+    eprintln!(
+        "pipelock-containment: {what} changes the system and needs root: run it with sudo \
+         (`pipelock-containment apply --dry-run` shows the changes without root)"
+    );
+    Some(exit::NEED_ROOT)
+}
+
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
+fn apply_command(args: ApplyArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if args.dry_run {
+        let (plan, _, mut warnings) = host::apply::plan_for_host(&config, &[], &[], 0)?;
+        if !host::apply::is_root() {
+            warnings.push(
+                "not root: files only root can read and the live nft table are not compared".into(),
+            );
+        }
+        if args.json {
+            let value = serde_json::json!({
+                "changes": !plan.is_noop(),
+                "steps": plan.steps.iter().map(|s| serde_json::json!({
+                    "id": s.id(), "description": s.to_string(), "step": s,
+                })).collect::<Vec<_>>(),
+                "notes": plan.notes,
+                "warnings": warnings,
+                "diff": plan.diff(),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", plan.diff());
+        }
+        return Ok(exit::OK);
+    }
+    if let Some(code) = need_root("apply") {
+        return Ok(code);
+    }
+    if !args.json {
+        println!("pipelock-containment apply:");
+    }
+    let mut log = print_line;
+    let mut quiet = |_: &str| {};
+    let logger: host::apply::Log<'_> = if args.json { &mut quiet } else { &mut log };
+    let applied = host::apply::apply_host(&config, logger)?;
+    let plan = &applied.plan;
+    if args.json {
+        let value = serde_json::json!({
+            "changes": !plan.is_noop() || !applied.account_steps.is_empty(),
+            "steps": plan.steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
+            "accounts": applied.account_steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
+            "notes": plan.notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(exit::OK);
+    }
+    if plan.is_noop() && applied.account_steps.is_empty() {
+        println!("no changes");
+    } else {
+        println!(
+            "applied {} step(s)",
+            plan.steps.len() + applied.account_steps.len()
+        );
+    }
+    for note in &plan.notes {
+        println!("deferred: {note}");
+    }
+    Ok(exit::OK)
+}
+
+fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
+    let what = if purge { "purge" } else { "remove" };
+    if let Some(code) = need_root(what) {
+        return Ok(code);
+    }
+    // The config may be gone already (dpkg deletes conffiles before postrm purge).
+    let config = if args.config.config.exists() {
+        match host::fs::read_config(&args.config.config) {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("warning: {err:#}; using the manifest and the defaults");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let agent = config
+        .as_ref()
+        .map_or_else(|| Config::defaults().users.agent, |c| c.users.agent.clone());
+    println!("pipelock-containment {what}:");
+    let mut log = print_line;
+    let (plan, mut errors) = host::apply::remove_host(&agent, &mut log)?;
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    if purge {
+        errors.extend(host::apply::purge_host(config.as_ref(), &mut log)?);
+    } else {
+        println!("kept: the users and {}", args.config.config);
+    }
+    if errors.is_empty() {
+        println!("{what}: done");
+        return Ok(exit::OK);
+    }
+    eprintln!(
+        "pipelock-containment: {what} finished with {} error(s):",
+        errors.len()
+    );
+    for err in &errors {
+        eprintln!("  {err}");
+    }
+    if args.from_maintainer_script {
+        eprintln!("(not failing the package operation; fix the above and run `pipelock-containment {what}` again)");
+        return Ok(exit::OK);
+    }
+    Ok(exit::FAILURE)
 }

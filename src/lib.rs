@@ -7,4 +7,5 @@ pub mod exit;
 pub mod facts;
 pub mod host;
 pub mod paths;
+pub mod plan;
 pub mod render;

@@ -1,4 +1,5 @@
 //! The one layer that touches the host: user database, files, subprocesses. Everything else is pure.
 
+pub mod apply;
 pub mod facts;
 pub mod fs;

@@ -1,0 +1,1053 @@
+//! The executor: observes the host, runs a `plan::Plan` step by step with an undo for each, rolls back on failure.
+//!
+//! Invariants: every artefact is validated (`nft -c -f`, `visudo -cf`) before anything goes live;
+//! files are written atomically (temp file in the same directory, fsync, rename); the table is
+//! replaced by the rule file in one nft transaction; a failing step undoes the completed ones in
+//! reverse order. Accounts are created first and never deleted (not even on rollback).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Group, Pid, User};
+
+use crate::config::Config;
+use crate::facts::DistroPaths;
+use crate::paths;
+use crate::plan::{
+    self, AccountTool, AccountsObserved, FileState, Manifest, NftState, Observed, Plan, Step,
+    UnitState, UserUnitLink, Validator,
+};
+
+/// Test hook: the id of a step after which the executor fails as if the step had failed
+/// (after its undo was recorded). Honoured only in debug builds.
+pub const FAIL_AT_ENV: &str = "PIPELOCK_CONTAINMENT_FAIL_AT";
+
+/// Where output goes: the commands print it; tests may capture it.
+pub type Log<'a> = &'a mut dyn FnMut(&str);
+
+/// Run a program found on PATH. A missing program is an error that names it.
+pub fn run(program: &str, args: &[&str]) -> Result<Output> {
+    Command::new(program).args(args).output().map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            anyhow!("`{program}` was not found on PATH: install it (the package depends on it)")
+        } else {
+            anyhow!("cannot run `{program}`: {err}")
+        }
+    })
+}
+
+/// Run and require success; the error quotes the command and its stderr.
+pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
+    let output = run(program, args)?;
+    if !output.status.success() {
+        bail!(
+            "`{} {}` failed ({}): {}",
+            program,
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// systemd is PID 1 (the test every maintainer script uses).
+pub fn systemd_running() -> bool {
+    Utf8Path::new("/run/systemd/system").is_dir()
+}
+
+/// We run inside a chroot: our `/` is not PID 1's. Loading the table here would change the
+/// build host's kernel, not the image's.
+pub fn in_chroot() -> bool {
+    match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root")) {
+        (Ok(ours), Ok(init)) => ours.dev() != init.dev() || ours.ino() != init.ino(),
+        _ => false,
+    }
+}
+
+fn nft_table_name() -> String {
+    format!("{} {}", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE)
+}
+
+/// The live table, or why the kernel's nftables cannot be used from here.
+pub fn observe_nft() -> NftState {
+    if in_chroot() {
+        return NftState::Unreachable("running in a chroot".into());
+    }
+    match run("nft", &["list", "tables"]) {
+        Err(err) => NftState::Unreachable(err.to_string()),
+        Ok(out) if !out.status.success() => NftState::Unreachable(format!(
+            "`nft list tables` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => match run(
+            "nft",
+            &["list", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
+        ) {
+            Ok(out) if out.status.success() => {
+                NftState::Present(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+            _ => NftState::Absent,
+        },
+    }
+}
+
+fn systemctl_args<'a>(running: bool, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = Vec::new();
+    if !running {
+        // Offline: edits the unit symlinks on disk, talks to no manager.
+        all.push("--root=/");
+    }
+    all.extend_from_slice(args);
+    all
+}
+
+fn observe_unit(unit: &str, running: bool) -> UnitState {
+    let enabled = run("systemctl", &systemctl_args(running, &["is-enabled", unit]));
+    let (installed, enabled) = match enabled {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let state = text.trim();
+            (
+                !state.is_empty(),
+                out.status.success() && state.starts_with("enabled"),
+            )
+        }
+        Err(_) => (false, false),
+    };
+    let active = running
+        && run("systemctl", &["is-active", "--quiet", unit])
+            .map(|out| out.status.success())
+            .unwrap_or(false);
+    UnitState {
+        installed,
+        enabled,
+        active,
+    }
+}
+
+/// Read a file's contents, mode and owner; absent when it does not exist.
+pub fn observe_file(path: &Utf8Path) -> Result<FileState> {
+    match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(FileState::Absent),
+        Err(err) => Err(err).with_context(|| format!("inspecting {path}")),
+        Ok(meta) => {
+            let contents = match std::fs::read(path) {
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    b"(not readable without root)\n".to_vec()
+                }
+                other => other.with_context(|| format!("reading {path}"))?,
+            };
+            Ok(FileState::Present {
+                contents,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            })
+        }
+    }
+}
+
+pub fn read_manifest() -> Result<Option<Manifest>> {
+    match std::fs::read_to_string(plan::MANIFEST_FILE) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", plan::MANIFEST_FILE)),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{} is not a valid manifest", plan::MANIFEST_FILE)),
+    }
+}
+
+/// Enabled `pipelock.service` user units: /etc/systemd/user and every home's ~/.config.
+pub fn observe_user_units() -> Vec<UserUnitLink> {
+    let mut roots: Vec<(Option<String>, Utf8PathBuf)> =
+        vec![(None, Utf8PathBuf::from("/etc/systemd/user"))];
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() >= 6 && !fields[5].is_empty() && fields[5] != "/" {
+                roots.push((
+                    Some(fields[0].to_string()),
+                    Utf8Path::new(fields[5]).join(".config/systemd/user"),
+                ));
+            }
+        }
+    }
+    let mut links = Vec::new();
+    for (owner, root) in roots {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        let mut dirs: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let is_wants = dir
+                .file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.ends_with(".wants"));
+            let link = dir.join(plan::USER_PIPELOCK_UNIT);
+            if !is_wants || std::fs::symlink_metadata(&link).is_err() {
+                continue;
+            }
+            let (Ok(link), Ok(target)) = (
+                Utf8PathBuf::from_path_buf(link.clone()),
+                std::fs::read_link(&link).map(|t| Utf8PathBuf::from(t.to_string_lossy().as_ref())),
+            ) else {
+                continue;
+            };
+            links.push(UserUnitLink {
+                owner: owner.clone(),
+                link,
+                target,
+                was_active: false,
+            });
+        }
+    }
+    links
+}
+
+/// The host snapshot for `paths` plus what the previous manifest managed.
+pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
+    let manifest = read_manifest()?;
+    let mut all: Vec<Utf8PathBuf> = paths_wanted.to_vec();
+    if let Some(manifest) = &manifest {
+        all.extend(manifest.files.keys().cloned());
+    }
+    all.push(plan::MANIFEST_FILE.into());
+    if let Ok(entries) = std::fs::read_dir(paths::WRAPPER_DIR) {
+        for entry in entries.flatten() {
+            if let Ok(path) = Utf8PathBuf::from_path_buf(entry.path()) {
+                all.push(path);
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    for path in all {
+        let state = observe_file(&path)?;
+        files.insert(path, state);
+    }
+    let running = systemd_running();
+    let units = plan::UNITS
+        .iter()
+        .map(|unit| (unit.to_string(), observe_unit(unit, running)))
+        .collect();
+    Ok(Observed {
+        files,
+        manifest,
+        nft: observe_nft(),
+        systemd_running: running,
+        units,
+        user_unit_links: observe_user_units(),
+    })
+}
+
+/// Refuse to run over upstream `pipelock contain`.
+pub fn refuse_upstream() -> Result<()> {
+    let found: Vec<&str> = plan::UPSTREAM_ARTEFACTS
+        .iter()
+        .copied()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    if !found.is_empty() {
+        bail!(
+            "upstream `pipelock contain` is installed here ({}): the two would fight over the \
+             same users and rules. Run `pipelock contain rollback` first (or remove those files), \
+             then run `pipelock-containment apply` again",
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Which accounts exist, and how to create the missing ones.
+pub fn observe_accounts(config: &Config) -> Result<AccountsObserved> {
+    let os_release = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .unwrap_or_default();
+    let distro = DistroPaths::detect(&os_release, |path| path.exists());
+    Ok(AccountsObserved {
+        agent_exists: User::from_name(&config.users.agent)?.is_some(),
+        proxy_exists: User::from_name(&config.users.proxy)?.is_some(),
+        group_exists: Group::from_name(&config.users.operators_group)?.is_some(),
+        family: distro.family,
+        nologin: distro.nologin,
+        sysusers_available: Utf8Path::new(plan::SYSUSERS_FILE).exists()
+            && run("systemd-sysusers", &["--version"]).is_ok(),
+    })
+}
+
+/// Undo records, run in reverse order on failure.
+#[derive(Debug)]
+enum Undo {
+    RestoreFile {
+        path: Utf8PathBuf,
+        previous: FileState,
+    },
+    RemoveDir(Utf8PathBuf),
+    RestoreTable(Option<String>),
+    Systemctl(Vec<String>),
+    /// A daemon-reload (and proxy restart) after every other undo.
+    ReloadAtEnd {
+        restart_proxy: bool,
+    },
+    Symlink {
+        link: Utf8PathBuf,
+        target: Utf8PathBuf,
+    },
+}
+
+/// Runs steps, remembering how to undo each.
+pub struct Executor<'a> {
+    log: Log<'a>,
+    undo: Vec<(String, Undo)>,
+    fail_at: Option<String>,
+    systemd_running: bool,
+    nft_before: NftState,
+    /// Remove: keep going after a failed step.
+    best_effort: bool,
+    errors: Vec<String>,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(log: Log<'a>, observed: &Observed) -> Executor<'a> {
+        let fail_at = if cfg!(debug_assertions) {
+            std::env::var(FAIL_AT_ENV).ok().filter(|s| !s.is_empty())
+        } else {
+            None
+        };
+        Executor {
+            log,
+            undo: Vec::new(),
+            fail_at,
+            systemd_running: observed.systemd_running,
+            nft_before: observed.nft.clone(),
+            best_effort: false,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Run every step; on the first failure undo the completed ones and return the error.
+    pub fn run_all(&mut self, plan: &Plan) -> Result<()> {
+        for step in &plan.steps {
+            let id = step.id();
+            (self.log)(&format!("  {step}"));
+            let result = self.run_step(step).and_then(|()| match &self.fail_at {
+                Some(fail) if *fail == id => bail!("injected failure ({FAIL_AT_ENV}={id})"),
+                _ => Ok(()),
+            });
+            if let Err(err) = result {
+                if self.best_effort {
+                    (self.log)(&format!("  FAILED {id}: {err:#}"));
+                    self.errors.push(format!("{id}: {err:#}"));
+                    continue;
+                }
+                let undone = self.rollback();
+                return Err(err.context(format!(
+                    "step `{id}` ({step}) failed; rolled back {undone} completed step(s), the \
+                     host is as before"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> usize {
+        let records = std::mem::take(&mut self.undo);
+        let count = records.len();
+        let mut reload = false;
+        let mut restart_proxy = false;
+        for (id, undo) in records.into_iter().rev() {
+            if let Undo::ReloadAtEnd { restart_proxy: r } = undo {
+                reload = true;
+                restart_proxy |= r;
+                continue;
+            }
+            if let Err(err) = self.undo_one(&undo) {
+                (self.log)(&format!("  rollback of {id} FAILED: {err:#}"));
+            } else {
+                (self.log)(&format!("  rolled back {id}"));
+            }
+        }
+        if reload {
+            let _ = run("systemctl", &["daemon-reload"]);
+            if restart_proxy {
+                let _ = run("systemctl", &["try-restart", plan::PROXY_UNIT]);
+            }
+        }
+        count
+    }
+
+    fn undo_one(&mut self, undo: &Undo) -> Result<()> {
+        match undo {
+            Undo::RestoreFile { path, previous } => match previous {
+                FileState::Absent => match std::fs::remove_file(path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        Err(err).with_context(|| format!("removing {path}"))
+                    }
+                    _ => Ok(()),
+                },
+                FileState::Present {
+                    contents,
+                    mode,
+                    uid,
+                    gid,
+                } => write_atomic(path, contents, *mode, *uid, *gid),
+            },
+            Undo::RemoveDir(dir) => {
+                let _ = std::fs::remove_dir(dir);
+                Ok(())
+            }
+            Undo::RestoreTable(previous) => restore_table(previous.as_deref()),
+            Undo::Systemctl(args) => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run_ok("systemctl", &args).map(drop)
+            }
+            Undo::ReloadAtEnd { .. } => Ok(()),
+            Undo::Symlink { link, target } => {
+                if let Some(parent) = link.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::os::unix::fs::symlink(target, link)
+                    .with_context(|| format!("re-creating {link}"))
+            }
+        }
+    }
+
+    fn record(&mut self, id: String, undo: Undo) {
+        self.undo.push((id, undo));
+    }
+
+    fn run_step(&mut self, step: &Step) -> Result<()> {
+        let id = step.id();
+        match step {
+            Step::Sysusers { .. } | Step::CreateGroup { .. } | Step::CreateUser { .. } => {
+                run_account_step(step)
+            }
+            Step::Validate {
+                path,
+                validator,
+                contents,
+            } => validate(path, *validator, contents, &self.nft_before, self.log),
+            Step::DisableUserUnit { link } => {
+                if self.systemd_running {
+                    if let Some(owner) = &link.owner {
+                        let machine = format!("{owner}@");
+                        // Best effort: the user may have no running manager.
+                        let _ = run(
+                            "systemctl",
+                            &["--user", "-M", &machine, "stop", plan::USER_PIPELOCK_UNIT],
+                        );
+                    }
+                }
+                std::fs::remove_file(&link.link)
+                    .with_context(|| format!("removing {}", link.link))?;
+                self.record(
+                    id,
+                    Undo::Symlink {
+                        link: link.link.clone(),
+                        target: link.target.clone(),
+                    },
+                );
+                Ok(())
+            }
+            Step::WriteFile {
+                path,
+                mode,
+                contents,
+                previous,
+            } => {
+                for dir in create_parents(path)? {
+                    self.record(format!("mkdir:{dir}"), Undo::RemoveDir(dir));
+                }
+                self.record(
+                    id,
+                    Undo::RestoreFile {
+                        path: path.clone(),
+                        previous: previous.clone(),
+                    },
+                );
+                write_atomic(path, contents.as_bytes(), *mode, 0, 0)
+            }
+            Step::RemoveFile { path, previous } => {
+                self.record(
+                    id,
+                    Undo::RestoreFile {
+                        path: path.clone(),
+                        previous: previous.clone(),
+                    },
+                );
+                match std::fs::remove_file(path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        Err(err).with_context(|| format!("removing {path}"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Step::LoadNftTable { rule_file } => {
+                let previous = match &self.nft_before {
+                    NftState::Present(text) => Some(text.clone()),
+                    _ => None,
+                };
+                self.record(id, Undo::RestoreTable(previous));
+                run_ok("nft", &["-f", rule_file.as_str()]).map(drop)
+            }
+            Step::RefreshCaBundle => {
+                refresh_ca_bundle(self.log);
+                Ok(())
+            }
+            Step::DaemonReload => {
+                self.record(
+                    id,
+                    Undo::ReloadAtEnd {
+                        restart_proxy: false,
+                    },
+                );
+                run_ok("systemctl", &["daemon-reload"]).map(drop)
+            }
+            Step::EnableUnit { unit } => {
+                let undo = systemctl_args(self.systemd_running, &["disable", unit]);
+                self.record(
+                    id,
+                    Undo::Systemctl(undo.iter().map(|s| s.to_string()).collect()),
+                );
+                run_ok(
+                    "systemctl",
+                    &systemctl_args(self.systemd_running, &["enable", unit]),
+                )
+                .map(drop)
+            }
+            Step::StartUnit {
+                unit,
+                restart,
+                required,
+            } => {
+                if *restart {
+                    self.record(
+                        id,
+                        Undo::ReloadAtEnd {
+                            restart_proxy: true,
+                        },
+                    );
+                } else {
+                    self.record(id, Undo::Systemctl(vec!["stop".into(), unit.clone()]));
+                }
+                let verb = if *restart { "restart" } else { "start" };
+                match run_ok("systemctl", &[verb, unit]) {
+                    Err(err) if !*required => {
+                        (self.log)(&format!(
+                            "  warning: {err:#}; see `journalctl -u {unit}` (containment is in \
+                             force; agents cannot reach the network until the proxy runs)"
+                        ));
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                }
+            }
+            Step::WriteManifest { manifest } => {
+                let previous = observe_file(Utf8Path::new(plan::MANIFEST_FILE))?;
+                for dir in create_parents(Utf8Path::new(plan::MANIFEST_FILE))? {
+                    self.record(format!("mkdir:{dir}"), Undo::RemoveDir(dir));
+                }
+                self.record(
+                    id,
+                    Undo::RestoreFile {
+                        path: plan::MANIFEST_FILE.into(),
+                        previous,
+                    },
+                );
+                let mut text = serde_json::to_string_pretty(manifest)?;
+                text.push('\n');
+                write_atomic(
+                    Utf8Path::new(plan::MANIFEST_FILE),
+                    text.as_bytes(),
+                    0o644,
+                    0,
+                    0,
+                )
+            }
+            Step::StopUnit { unit } => run_ok("systemctl", &["stop", unit]).map(drop),
+            Step::DisableUnit { unit } => run_ok(
+                "systemctl",
+                &systemctl_args(self.systemd_running, &["disable", unit]),
+            )
+            .map(drop),
+            Step::EndProcesses {
+                user,
+                grace_seconds,
+            } => {
+                let message = end_processes(user, Duration::from_secs(*grace_seconds))?;
+                (self.log)(&format!("  {message}"));
+                Ok(())
+            }
+            Step::DeleteNftTable => run_ok(
+                "nft",
+                &["delete", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
+            )
+            .map(drop),
+            Step::RemoveDirIfEmpty { path } => {
+                if let Ok(mut entries) = std::fs::read_dir(path) {
+                    if entries.next().is_none() {
+                        std::fs::remove_dir(path).with_context(|| format!("removing {path}"))?;
+                    }
+                }
+                Ok(())
+            }
+            Step::RestoreUserUnit { link } => {
+                if std::fs::symlink_metadata(&link.link).is_err() {
+                    if let Some(parent) = link.link.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::os::unix::fs::symlink(&link.target, &link.link)
+                        .with_context(|| format!("re-creating {}", link.link))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The CA bundle and the CA key's permissions. Isolated on purpose: `ca refresh` owns this and
+/// is wired here when the CA code lands.
+pub fn refresh_ca_bundle(log: Log<'_>) {
+    log("  CA bundle: handled by `ca refresh`");
+}
+
+fn validate(
+    path: &Utf8Path,
+    validator: Validator,
+    contents: &str,
+    nft: &NftState,
+    log: Log<'_>,
+) -> Result<()> {
+    let dir = private_temp_dir()?;
+    let file = dir.join(path.file_name().unwrap_or("artefact"));
+    let result = (|| {
+        write_atomic(&file, contents.as_bytes(), 0o440, 0, 0)?;
+        match validator {
+            Validator::Visudo => run_ok("visudo", &["-c", "-q", "-f", file.as_str()])
+                .map(drop)
+                .with_context(|| format!("visudo rejects the rendered {path}")),
+            Validator::Nft => match (run_ok("nft", &["-c", "-f", file.as_str()]), nft) {
+                (Ok(_), _) => Ok(()),
+                (Err(err), NftState::Unreachable(reason))
+                    if !err.to_string().contains("not found on PATH") =>
+                {
+                    log(&format!(
+                        "  note: the rule file could not be checked against the kernel \
+                         ({reason}); the boot unit loads it at first boot"
+                    ));
+                    Ok(())
+                }
+                (Err(err), _) => Err(err.context(format!("nft rejects the rendered {path}"))),
+            },
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn private_temp_dir() -> Result<Utf8PathBuf> {
+    let base = std::env::temp_dir();
+    let base = Utf8PathBuf::from_path_buf(base).unwrap_or_else(|_| "/tmp".into());
+    for n in 0..100 {
+        let dir = base.join(format!("pipelock-containment.{}.{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("creating {dir}")),
+        }
+    }
+    bail!("cannot create a private directory in {base}")
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Create the missing parents of `path` (mode 0755); returns them, outermost first.
+fn create_parents(path: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+    let mut missing = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d.as_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_owned());
+        dir = d.parent();
+    }
+    missing.reverse();
+    for d in &missing {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("creating the directory {d}"))?;
+    }
+    Ok(missing)
+}
+
+/// Temp file in the same directory, write, fsync, chmod/chown, rename, fsync the directory.
+pub fn write_atomic(path: &Utf8Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("/"));
+    let name = path.file_name().unwrap_or("file");
+    let temp = dir.join(format!(
+        ".{name}.pipelock-containment-tmp.{}",
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("cannot write {path}: creating {temp}"))?;
+        file.write_all(contents)
+            .with_context(|| format!("writing {temp}"))?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .with_context(|| format!("chown {temp}"))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {temp}"))?;
+        file.sync_all().with_context(|| format!("fsync {temp}"))?;
+        std::fs::rename(&temp, path).with_context(|| format!("renaming {temp} to {path}"))?;
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Load the previous table back (or delete ours when there was none), in one transaction.
+fn restore_table(previous: Option<&str>) -> Result<()> {
+    let table = nft_table_name();
+    match previous {
+        None => {
+            let out = run(
+                "nft",
+                &["delete", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
+            )?;
+            if !out.status.success() {
+                // Already absent is fine.
+                let err = String::from_utf8_lossy(&out.stderr);
+                if !err.contains("No such file") {
+                    bail!("`nft delete table {table}` failed: {}", err.trim());
+                }
+            }
+            Ok(())
+        }
+        Some(text) => {
+            let dir = private_temp_dir()?;
+            let file = dir.join("previous.nft");
+            let script = format!("table {table}\ndelete table {table}\n{text}");
+            let result = write_atomic(&file, script.as_bytes(), 0o600, 0, 0)
+                .and_then(|()| run_ok("nft", &["-f", file.as_str()]).map(drop));
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
+    }
+}
+
+fn run_account_step(step: &Step) -> Result<()> {
+    match step {
+        Step::Sysusers {
+            file,
+            agent,
+            agent_home,
+        } => {
+            run_ok("systemd-sysusers", &[file.as_str()])?;
+            // sysusers makes no home directories.
+            if let Some(user) = User::from_name(agent)? {
+                if !agent_home.exists() {
+                    create_parents(&agent_home.join("x"))?;
+                    nix::unistd::chown(agent_home.as_std_path(), Some(user.uid), Some(user.gid))?;
+                    std::fs::set_permissions(agent_home, std::fs::Permissions::from_mode(0o750))?;
+                }
+            }
+            Ok(())
+        }
+        Step::CreateGroup { name, tool } => match tool {
+            AccountTool::Adduser => run_ok("addgroup", &["--system", "--quiet", name]).map(drop),
+            _ => run_ok("groupadd", &["-r", name]).map(drop),
+        },
+        Step::CreateUser {
+            name,
+            home,
+            create_home,
+            shell,
+            tool,
+        } => {
+            match tool {
+                AccountTool::Adduser => {
+                    let mut args = vec![
+                        "--system",
+                        "--quiet",
+                        "--group",
+                        "--home",
+                        home.as_str(),
+                        "--shell",
+                        shell.as_str(),
+                    ];
+                    if !create_home {
+                        args.push("--no-create-home");
+                    }
+                    args.push(name);
+                    run_ok("adduser", &args)?;
+                }
+                _ => {
+                    let args = [
+                        "-r",
+                        "-U",
+                        "-d",
+                        home.as_str(),
+                        "-s",
+                        shell.as_str(),
+                        if *create_home { "-m" } else { "-M" },
+                        "-c",
+                        "pipelock-containment",
+                        name,
+                    ];
+                    run_ok("useradd", &args)?;
+                }
+            }
+            if *create_home && home.exists() {
+                std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o750))?;
+            }
+            Ok(())
+        }
+        _ => unreachable!("not an account step"),
+    }
+}
+
+/// Every PID whose real or effective UID is `uid` (from /proc), except ourselves.
+pub fn processes_of(uid: u32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uids = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|v| v.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if uids.iter().take(2).any(|u| *u == uid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGTERM every process of `user`, wait up to `grace`, SIGKILL what is left.
+pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
+    let Some(account) = User::from_name(user)? else {
+        return Ok(format!("no user {user}: no process to end"));
+    };
+    let uid = account.uid.as_raw();
+    let found = processes_of(uid);
+    if found.is_empty() {
+        return Ok(format!("no process was running as {user}"));
+    }
+    for pid in &found {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let mut left = processes_of(uid);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = processes_of(uid);
+    }
+    let killed = left.len();
+    for pid in &left {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !processes_of(uid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(format!(
+        "ended {} process(es) running as {user}: {} on SIGTERM, {killed} with SIGKILL after {} s",
+        found.len(),
+        found.len() - killed,
+        grace.as_secs()
+    ))
+}
+
+/// The outcome of `apply_host`, for output.
+pub struct Applied {
+    pub plan: Plan,
+    pub account_steps: Vec<Step>,
+}
+
+/// Gather facts, render, observe, plan. Accounts that do not exist yet are assumed (dry run).
+pub fn plan_for_host(
+    config: &Config,
+    users_created: &[String],
+    groups_created: &[String],
+    now: u64,
+) -> Result<(Plan, Observed, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let missing = User::from_name(&config.users.agent)?.is_none()
+        || User::from_name(&config.users.proxy)?.is_none();
+    let assumed = if missing {
+        warnings.push(
+            "the users do not exist yet: the diff shows assumed UIDs (999/998); apply creates \
+             them and renders their real UIDs"
+                .to_string(),
+        );
+        crate::host::facts::AssumedUids {
+            agent: Some(999),
+            proxy: Some(998),
+        }
+    } else {
+        Default::default()
+    };
+    let facts = crate::host::facts::gather(config, assumed)?;
+    let rendered = crate::render::render_all(config, &facts)?;
+    let wanted: Vec<Utf8PathBuf> = plan::desired_files(config, &rendered)
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    let observed = observe(&wanted)?;
+    let plan = plan::plan_apply(&plan::ApplyInput {
+        config,
+        rendered: &rendered,
+        observed: &observed,
+        users_created,
+        groups_created,
+        version: env!("CARGO_PKG_VERSION"),
+        now,
+    });
+    Ok((plan, observed, warnings))
+}
+
+/// Apply for real: accounts, then plan and execute with rollback.
+pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
+    refuse_upstream()?;
+    let accounts = observe_accounts(config)?;
+    let account_steps = plan::plan_accounts(config, &accounts);
+    let mut users_created = Vec::new();
+    let mut groups_created = Vec::new();
+    for step in &account_steps {
+        log(&format!("  {step}"));
+        run_account_step(step).with_context(|| format!("step `{}` ({step}) failed", step.id()))?;
+    }
+    for (exists, name) in [
+        (accounts.agent_exists, &config.users.agent),
+        (accounts.proxy_exists, &config.users.proxy),
+    ] {
+        if !exists && User::from_name(name)?.is_some() {
+            users_created.push(name.clone());
+        }
+    }
+    if !accounts.group_exists && Group::from_name(&config.users.operators_group)?.is_some() {
+        groups_created.push(config.users.operators_group.clone());
+    }
+    if !account_steps.is_empty() {
+        // The packaged sysusers file may not declare the operators group: make sure it exists.
+        if Group::from_name(&config.users.operators_group)?.is_none() {
+            run_ok("groupadd", &["-r", &config.users.operators_group])?;
+            groups_created.push(config.users.operators_group.clone());
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (plan, observed, _) = plan_for_host(config, &users_created, &groups_created, now)?;
+    let mut executor = Executor::new(log, &observed);
+    executor.run_all(&plan)?;
+    Ok(Applied {
+        plan,
+        account_steps,
+    })
+}
+
+/// Remove (best effort: every step is tried; errors are collected and returned).
+pub fn remove_host(config_agent: &str, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+    let observed = observe(&[])?;
+    let plan = plan::plan_remove(config_agent, &observed);
+    let mut executor = Executor::new(log, &observed);
+    executor.best_effort = true;
+    executor.run_all(&plan)?;
+    let errors = std::mem::take(&mut executor.errors);
+    Ok((plan, errors))
+}
+
+/// Purge after remove: delete the accounts when the config or the manifest opted in, then the state.
+pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<Vec<String>> {
+    let manifest = read_manifest().ok().flatten();
+    let mut errors = Vec::new();
+    let mut delete = manifest.as_ref().is_some_and(|m| m.delete_users_on_purge);
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    if let Some(m) = &manifest {
+        users.extend([m.agent_user.clone(), m.proxy_user.clone()]);
+        groups.push(m.operators_group.clone());
+    }
+    if let Some(config) = delete_from_config {
+        delete |= config.users.delete_on_purge;
+        users.extend([config.users.agent.clone(), config.users.proxy.clone()]);
+        groups.push(config.users.operators_group.clone());
+    }
+    users.retain(|u| !u.is_empty());
+    users.dedup();
+    groups.retain(|g| !g.is_empty());
+    groups.dedup();
+    if delete {
+        for user in &users {
+            if User::from_name(user)?.is_some() {
+                log(&format!("  delete user {user}"));
+                if let Err(err) = run_ok("userdel", &[user]) {
+                    errors.push(format!("{err:#}"));
+                }
+            }
+        }
+        for group in &groups {
+            if Group::from_name(group)?.is_some() {
+                log(&format!("  delete group {group}"));
+                if let Err(err) = run_ok("groupdel", &[group]) {
+                    errors.push(format!("{err:#}"));
+                }
+            }
+        }
+    } else {
+        log("  users kept (users.delete_on_purge = false)");
+    }
+    log(&format!("  remove {}", paths::STATE_DIR));
+    match std::fs::remove_dir_all(paths::STATE_DIR) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            errors.push(format!("removing {}: {err}", paths::STATE_DIR))
+        }
+        _ => {}
+    }
+    Ok(errors)
+}

@@ -1,0 +1,1339 @@
+//! The plan: from config, rendered files and an observed host snapshot, the ordered steps of apply/remove (pure, no I/O).
+//!
+//! `host::apply` walks a plan, records an undo for every step and rolls back on failure. Nothing
+//! here reads the host: the executor hands in an [`Observed`] snapshot, so every decision
+//! (what changes, in which order, what is deferred) is testable without root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::facts::DistroFamily;
+use crate::paths;
+use crate::render::{FileKind, RenderedFile};
+
+/// The boot unit that loads the rule file.
+pub const CONTAINMENT_UNIT: &str = "pipelock-containment.service";
+/// The egress proxy unit.
+pub const PROXY_UNIT: &str = "pipelock-proxy.service";
+/// Units apply enables, in order.
+pub const UNITS: &[&str] = &[CONTAINMENT_UNIT, PROXY_UNIT];
+/// The operator's own pipelock user unit that install migrates away from.
+pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
+/// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the config opts in).
+pub const PURGE_ACCOUNTS_FILE: &str = "/var/lib/pipelock-containment/purge-accounts";
+/// The manifest of everything apply manages.
+pub const MANIFEST_FILE: &str = "/var/lib/pipelock-containment/manifest.json";
+/// The packaged sysusers.d file (defaults only).
+pub const SYSUSERS_FILE: &str = "/usr/lib/sysusers.d/pipelock-containment.conf";
+/// Home of the proxy user (the proxy unit's StateDirectory).
+pub const PROXY_HOME: &str = "/var/lib/pipelock";
+/// Artefacts of upstream `pipelock contain`; apply refuses to run over them.
+pub const UPSTREAM_ARTEFACTS: &[&str] = &[
+    "/usr/local/bin/plk-launch",
+    "/etc/sudoers.d/50-pipelock-agent",
+];
+
+/// A file on the host as the snapshot saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    Absent,
+    Present {
+        contents: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl FileState {
+    pub fn contents(&self) -> Option<&[u8]> {
+        match self {
+            FileState::Absent => None,
+            FileState::Present { contents, .. } => Some(contents),
+        }
+    }
+}
+
+/// Whether the kernel's nftables can be used from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NftState {
+    /// `nft list tables` failed (chroot, image build, no CAP_NET_ADMIN): the load is deferred.
+    Unreachable(String),
+    /// Reachable; the table is not loaded.
+    Absent,
+    /// Reachable; the table is loaded (its `nft list table` text).
+    Present(String),
+}
+
+/// One unit as systemctl reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnitState {
+    pub installed: bool,
+    pub enabled: bool,
+    pub active: bool,
+}
+
+/// An enablement symlink of an operator's `pipelock.service` user unit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserUnitLink {
+    /// The user whose ~/.config holds the link; None for the global /etc/systemd/user.
+    pub owner: Option<String>,
+    pub link: Utf8PathBuf,
+    pub target: Utf8PathBuf,
+    /// The unit was running (for that user) when install stopped it.
+    #[serde(default)]
+    pub was_active: bool,
+}
+
+/// What apply recorded on its last successful run: `/var/lib/pipelock-containment/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// The helper version that wrote it.
+    pub version: String,
+    /// Seconds since the epoch of the last apply that changed something.
+    pub applied_at: u64,
+    /// Every file apply manages, with its sha256.
+    pub files: BTreeMap<Utf8PathBuf, String>,
+    /// Accounts apply created (they are never deleted, except on an opted-in purge).
+    pub users_created: Vec<String>,
+    pub groups_created: Vec<String>,
+    /// The config's account names and purge setting at apply time: dpkg deletes the conffile
+    /// before postrm purge runs, so purge reads them from here.
+    pub agent_user: String,
+    pub proxy_user: String,
+    pub operators_group: String,
+    pub delete_users_on_purge: bool,
+    /// System units apply enabled (remove disables the package's units regardless).
+    pub units_enabled: Vec<String>,
+    /// Operators' pipelock user units install disabled; remove restores exactly these.
+    pub user_units_disabled: Vec<UserUnitLink>,
+    /// Whether the table was loaded into the kernel (false: deferred to first boot).
+    pub table_loaded: bool,
+}
+
+impl Manifest {
+    /// Equal apart from the timestamp.
+    fn same_content(&self, other: &Manifest) -> bool {
+        let mut a = self.clone();
+        a.applied_at = other.applied_at;
+        a == *other
+    }
+}
+
+/// Everything the executor observed on the host before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Every desired path and every path in the previous manifest; a missing key counts as absent.
+    pub files: BTreeMap<Utf8PathBuf, FileState>,
+    pub manifest: Option<Manifest>,
+    pub nft: NftState,
+    /// `/run/systemd/system` exists: systemd is PID 1 and units can be started.
+    pub systemd_running: bool,
+    pub units: BTreeMap<String, UnitState>,
+    /// Enabled operator pipelock user units (migration).
+    pub user_unit_links: Vec<UserUnitLink>,
+}
+
+impl Observed {
+    pub fn file(&self, path: &Utf8Path) -> FileState {
+        self.files.get(path).cloned().unwrap_or(FileState::Absent)
+    }
+    fn unit(&self, unit: &str) -> UnitState {
+        self.units.get(unit).copied().unwrap_or_default()
+    }
+}
+
+/// How a validator checks an artefact before it goes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validator {
+    /// `nft -c -f FILE`
+    Nft,
+    /// `visudo -cf FILE`
+    Visudo,
+}
+
+/// How system accounts are created on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountTool {
+    /// `systemd-sysusers` with the packaged file (config names are the defaults).
+    Sysusers,
+    /// `groupadd -r` / `useradd -r` (Fedora and others).
+    Useradd,
+    /// `addgroup --system` / `adduser --system --group` (Debian).
+    Adduser,
+}
+
+/// One step of a plan. Each has a stable id (`Step::id`) for messages and fault injection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Run `systemd-sysusers FILE`, then make the agent's home.
+    Sysusers {
+        file: Utf8PathBuf,
+        agent: String,
+        agent_home: Utf8PathBuf,
+    },
+    CreateGroup {
+        name: String,
+        tool: AccountTool,
+    },
+    CreateUser {
+        name: String,
+        home: Utf8PathBuf,
+        create_home: bool,
+        shell: Utf8PathBuf,
+        tool: AccountTool,
+    },
+    /// Check an artefact with its validator before anything goes live.
+    Validate {
+        path: Utf8PathBuf,
+        validator: Validator,
+        #[serde(skip)]
+        contents: String,
+    },
+    /// Stop and disable an operator's pipelock user unit (the system proxy replaces it).
+    DisableUserUnit {
+        link: UserUnitLink,
+    },
+    /// Write a file atomically (temp file, fsync, rename), owned by root, with this mode.
+    WriteFile {
+        path: Utf8PathBuf,
+        mode: u32,
+        #[serde(skip)]
+        contents: String,
+        #[serde(skip)]
+        previous: FileState,
+    },
+    /// Remove a file apply managed that is no longer wanted (a wrapper no longer configured).
+    RemoveFile {
+        path: Utf8PathBuf,
+        #[serde(skip)]
+        previous: FileState,
+    },
+    /// `nft -f RULE_FILE`: the file replaces the table in one transaction.
+    LoadNftTable {
+        rule_file: Utf8PathBuf,
+    },
+    /// Build the combined CA bundle and fix the CA key's permissions (wired to `ca refresh`).
+    RefreshCaBundle,
+    DaemonReload,
+    /// `systemctl enable UNIT` (with `--root=/`, offline, when systemd is not running).
+    EnableUnit {
+        unit: String,
+    },
+    /// `systemctl start` or `restart`; `required: false` failures only warn.
+    StartUnit {
+        unit: String,
+        restart: bool,
+        required: bool,
+    },
+    WriteManifest {
+        #[serde(skip)]
+        manifest: Manifest,
+    },
+    // Steps of remove.
+    StopUnit {
+        unit: String,
+    },
+    DisableUnit {
+        unit: String,
+    },
+    /// SIGTERM every process of the user, wait a grace period, then SIGKILL.
+    EndProcesses {
+        user: String,
+        grace_seconds: u64,
+    },
+    DeleteNftTable,
+    RemoveDirIfEmpty {
+        path: Utf8PathBuf,
+    },
+    RestoreUserUnit {
+        link: UserUnitLink,
+    },
+}
+
+impl Step {
+    /// A stable id: names the step in errors and in `PIPELOCK_CONTAINMENT_FAIL_AT`.
+    pub fn id(&self) -> String {
+        match self {
+            Step::Sysusers { .. } => "users:sysusers".into(),
+            Step::CreateGroup { name, .. } => format!("users:group:{name}"),
+            Step::CreateUser { name, .. } => format!("users:user:{name}"),
+            Step::Validate { path, .. } => format!("validate:{path}"),
+            Step::DisableUserUnit { link } => format!("user-unit:disable:{}", link.link),
+            Step::WriteFile { path, .. } => format!("write:{path}"),
+            Step::RemoveFile { path, .. } => format!("remove:{path}"),
+            Step::LoadNftTable { .. } => "nft:load".into(),
+            Step::RefreshCaBundle => "ca:bundle".into(),
+            Step::DaemonReload => "systemd:daemon-reload".into(),
+            Step::EnableUnit { unit } => format!("systemd:enable:{unit}"),
+            Step::StartUnit { unit, .. } => format!("systemd:start:{unit}"),
+            Step::WriteManifest { .. } => "manifest".into(),
+            Step::StopUnit { unit } => format!("systemd:stop:{unit}"),
+            Step::DisableUnit { unit } => format!("systemd:disable:{unit}"),
+            Step::EndProcesses { user, .. } => format!("processes:{user}"),
+            Step::DeleteNftTable => "nft:delete".into(),
+            Step::RemoveDirIfEmpty { path } => format!("rmdir:{path}"),
+            Step::RestoreUserUnit { link } => format!("user-unit:restore:{}", link.link),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Sysusers { file, .. } => {
+                write!(f, "create the system users with systemd-sysusers {file}")
+            }
+            Step::CreateGroup { name, tool } => {
+                write!(f, "create system group {name} ({})", tool_name(*tool, true))
+            }
+            Step::CreateUser { name, home, .. } => {
+                write!(f, "create system user {name} (home {home})")
+            }
+            Step::Validate {
+                path, validator, ..
+            } => write!(
+                f,
+                "validate {path} with {}",
+                match validator {
+                    Validator::Nft => "nft -c -f",
+                    Validator::Visudo => "visudo -cf",
+                }
+            ),
+            Step::DisableUserUnit { link } => write!(
+                f,
+                "stop and disable {} for {} (link {})",
+                USER_PIPELOCK_UNIT,
+                link.owner.as_deref().unwrap_or("all users"),
+                link.link
+            ),
+            Step::WriteFile {
+                path,
+                mode,
+                previous,
+                ..
+            } => match previous {
+                FileState::Absent => write!(f, "create {path} (mode {mode:04o})"),
+                FileState::Present { .. } => write!(f, "update {path} (mode {mode:04o})"),
+            },
+            Step::RemoveFile { path, .. } => write!(f, "remove {path}"),
+            Step::LoadNftTable { rule_file } => {
+                write!(f, "load the nft table from {rule_file} (one transaction)")
+            }
+            Step::RefreshCaBundle => write!(f, "refresh the CA bundle"),
+            Step::DaemonReload => write!(f, "systemctl daemon-reload"),
+            Step::EnableUnit { unit } => write!(f, "enable {unit}"),
+            Step::StartUnit { unit, restart, .. } => {
+                write!(f, "{} {unit}", if *restart { "restart" } else { "start" })
+            }
+            Step::WriteManifest { .. } => write!(f, "record the manifest {MANIFEST_FILE}"),
+            Step::StopUnit { unit } => write!(f, "stop {unit}"),
+            Step::DisableUnit { unit } => write!(f, "disable {unit}"),
+            Step::EndProcesses {
+                user,
+                grace_seconds,
+            } => write!(
+                f,
+                "end processes of {user} (SIGTERM, {grace_seconds} s grace, then SIGKILL)"
+            ),
+            Step::DeleteNftTable => write!(f, "delete the nft table inet {}", paths::NFT_TABLE),
+            Step::RemoveDirIfEmpty { path } => write!(f, "remove the directory {path} if empty"),
+            Step::RestoreUserUnit { link } => write!(
+                f,
+                "re-enable {} for {} (link {})",
+                USER_PIPELOCK_UNIT,
+                link.owner.as_deref().unwrap_or("all users"),
+                link.link
+            ),
+        }
+    }
+}
+
+fn tool_name(tool: AccountTool, group: bool) -> &'static str {
+    match (tool, group) {
+        (AccountTool::Sysusers, _) => "systemd-sysusers",
+        (AccountTool::Useradd, true) => "groupadd -r",
+        (AccountTool::Useradd, false) => "useradd -r",
+        (AccountTool::Adduser, true) => "addgroup --system",
+        (AccountTool::Adduser, false) => "adduser --system --group",
+    }
+}
+
+/// An ordered plan, with what it could not do here and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// What is deferred or skipped (no systemd, no kernel nftables, unit not installed).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Nothing to change.
+    pub fn is_noop(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Unified diffs of every changed file, then the list of steps.
+    pub fn diff(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            match step {
+                Step::WriteFile {
+                    path,
+                    mode,
+                    contents,
+                    previous,
+                } => {
+                    let (old, old_label) = match previous {
+                        FileState::Absent => (String::new(), "/dev/null".to_string()),
+                        FileState::Present {
+                            contents,
+                            mode: old_mode,
+                            ..
+                        } => {
+                            if old_mode & 0o7777 != *mode {
+                                out.push_str(&format!(
+                                    "mode {path}: {:04o} -> {mode:04o}\n",
+                                    old_mode & 0o7777
+                                ));
+                            }
+                            (
+                                String::from_utf8_lossy(contents).into_owned(),
+                                format!("a{path}"),
+                            )
+                        }
+                    };
+                    if old != *contents {
+                        out.push_str(&unified(&old, contents, &old_label, &format!("b{path}")));
+                    }
+                }
+                Step::RemoveFile { path, previous } => {
+                    let old = String::from_utf8_lossy(previous.contents().unwrap_or_default())
+                        .into_owned();
+                    out.push_str(&unified(&old, "", &format!("a{path}"), "/dev/null"));
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&self.summary());
+        out
+    }
+
+    /// One line per step, then the notes.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.steps.is_empty() {
+            out.push_str("no changes\n");
+        }
+        for (n, step) in self.steps.iter().enumerate() {
+            out.push_str(&format!("{:>3}. {step}  [{}]\n", n + 1, step.id()));
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+}
+
+fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_label, new_label)
+        .to_string()
+}
+
+/// Hex sha256, as the manifest records it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Which accounts exist already, and what the host offers to create them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountsObserved {
+    pub agent_exists: bool,
+    pub proxy_exists: bool,
+    pub group_exists: bool,
+    pub family: DistroFamily,
+    pub nologin: Utf8PathBuf,
+    pub sysusers_available: bool,
+}
+
+/// The account steps: run first, before facts are gathered (the rule needs the real UIDs).
+/// Accounts are never deleted here, and their creation is not rolled back.
+pub fn plan_accounts(config: &Config, seen: &AccountsObserved) -> Vec<Step> {
+    if seen.agent_exists && seen.proxy_exists && seen.group_exists {
+        return Vec::new();
+    }
+    let defaults = Config::defaults().users;
+    let names_are_defaults = config.users.agent == defaults.agent
+        && config.users.proxy == defaults.proxy
+        && config.users.operators_group == defaults.operators_group
+        && config.users.agent_home == defaults.agent_home;
+    if seen.sysusers_available && names_are_defaults {
+        return vec![Step::Sysusers {
+            file: SYSUSERS_FILE.into(),
+            agent: config.users.agent.clone(),
+            agent_home: config.users.agent_home.clone(),
+        }];
+    }
+    let tool = match seen.family {
+        DistroFamily::Debian => AccountTool::Adduser,
+        _ => AccountTool::Useradd,
+    };
+    let mut steps = Vec::new();
+    if !seen.group_exists {
+        steps.push(Step::CreateGroup {
+            name: config.users.operators_group.clone(),
+            tool,
+        });
+    }
+    if !seen.proxy_exists {
+        steps.push(Step::CreateUser {
+            name: config.users.proxy.clone(),
+            home: PROXY_HOME.into(),
+            create_home: false,
+            shell: seen.nologin.clone(),
+            tool,
+        });
+    }
+    if !seen.agent_exists {
+        steps.push(Step::CreateUser {
+            name: config.users.agent.clone(),
+            home: config.users.agent_home.clone(),
+            create_home: true,
+            shell: seen.nologin.clone(),
+            tool,
+        });
+    }
+    steps
+}
+
+/// Every file apply manages: the rendered ones plus the purge list when the config opts in.
+pub fn desired_files(
+    config: &Config,
+    rendered: &[RenderedFile],
+) -> Vec<(Utf8PathBuf, u32, String, Option<FileKind>)> {
+    let mut files: Vec<_> = rendered
+        .iter()
+        .map(|file| {
+            (
+                file.path.clone(),
+                file.mode,
+                file.contents.clone(),
+                Some(file.kind),
+            )
+        })
+        .collect();
+    if config.users.delete_on_purge {
+        files.push((
+            PURGE_ACCOUNTS_FILE.into(),
+            0o644,
+            purge_accounts_text(config),
+            None,
+        ));
+    }
+    files
+}
+
+/// `user NAME` / `group NAME` lines that postrm purge (a shell script) reads.
+pub fn purge_accounts_text(config: &Config) -> String {
+    format!(
+        "# Written by pipelock-containment apply because users.delete_on_purge = true.\n\
+         # Package purge deletes these accounts (the config itself is gone by then).\n\
+         user {}\nuser {}\ngroup {}\n",
+        config.users.agent, config.users.proxy, config.users.operators_group
+    )
+}
+
+/// Inputs of `plan_apply` besides the snapshot.
+pub struct ApplyInput<'a> {
+    pub config: &'a Config,
+    pub rendered: &'a [RenderedFile],
+    pub observed: &'a Observed,
+    /// Accounts the account steps of this run created (recorded in the manifest).
+    pub users_created: &'a [String],
+    pub groups_created: &'a [String],
+    pub version: &'a str,
+    pub now: u64,
+}
+
+fn file_matches(state: &FileState, contents: &str, mode: u32) -> bool {
+    matches!(state, FileState::Present { contents: c, mode: m, uid: 0, gid: 0 }
+        if c.as_slice() == contents.as_bytes() && m & 0o7777 == mode)
+}
+
+/// The apply plan. Order (an invariant the executor relies on):
+/// validate everything; migrate user units; write the rule file and load the table; only then
+/// the sudoers grant, the proxy drop-in, the launcher and wrappers; remove stale files; CA
+/// bundle; units; the manifest last.
+pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
+    let observed = input.observed;
+    let mut plan = Plan::default();
+    let desired = desired_files(input.config, input.rendered);
+
+    // Validators run on every artefact that has one, changed or not, whenever anything changes;
+    // they are added at the front once we know the plan is not empty.
+    let mut validations = Vec::new();
+    for (path, _, contents, kind) in &desired {
+        let validator = match kind {
+            Some(FileKind::NftRules) => Some(Validator::Nft),
+            Some(FileKind::Sudoers) => Some(Validator::Visudo),
+            _ => None,
+        };
+        if let Some(validator) = validator {
+            validations.push(Step::Validate {
+                path: path.clone(),
+                validator,
+                contents: contents.clone(),
+            });
+        }
+    }
+
+    let mut steps = Vec::new();
+    for link in &observed.user_unit_links {
+        steps.push(Step::DisableUserUnit { link: link.clone() });
+    }
+
+    let write = |path: &Utf8Path, mode: u32, contents: &str| -> Option<Step> {
+        let previous = observed.file(path);
+        (!file_matches(&previous, contents, mode)).then(|| Step::WriteFile {
+            path: path.to_owned(),
+            mode,
+            contents: contents.to_string(),
+            previous,
+        })
+    };
+
+    // The rule file first, then the table: the grant must not go live before the rule.
+    let mut rule_file_changed = false;
+    let mut dropin_changed = false;
+    for (path, mode, contents, kind) in desired.iter().filter(|f| f.3 == Some(FileKind::NftRules)) {
+        let _ = kind;
+        if let Some(step) = write(path, *mode, contents) {
+            rule_file_changed = true;
+            steps.push(step);
+        }
+    }
+    let rule_file = Utf8PathBuf::from(paths::RULE_FILE);
+    match &observed.nft {
+        NftState::Unreachable(reason) => plan.notes.push(format!(
+            "the kernel's nftables is not reachable here ({reason}): the table is not loaded \
+             now; {CONTAINMENT_UNIT} loads {rule_file} at first boot"
+        )),
+        NftState::Absent => steps.push(Step::LoadNftTable {
+            rule_file: rule_file.clone(),
+        }),
+        NftState::Present(_) if rule_file_changed => steps.push(Step::LoadNftTable {
+            rule_file: rule_file.clone(),
+        }),
+        NftState::Present(_) => {}
+    }
+    for (path, mode, contents, kind) in desired.iter().filter(|f| f.3 != Some(FileKind::NftRules)) {
+        if let Some(step) = write(path, *mode, contents) {
+            if *kind == Some(FileKind::SystemdDropIn) {
+                dropin_changed = true;
+            }
+            steps.push(step);
+        }
+    }
+    // Stale files: managed before, not wanted now.
+    let wanted: BTreeSet<&Utf8PathBuf> = desired.iter().map(|f| &f.0).collect();
+    if let Some(manifest) = &observed.manifest {
+        for path in manifest.files.keys() {
+            if !wanted.contains(path) {
+                let previous = observed.file(path);
+                if previous != FileState::Absent {
+                    if path.as_str() == paths::PROXY_UNIT_DROPIN {
+                        dropin_changed = true;
+                    }
+                    steps.push(Step::RemoveFile {
+                        path: path.clone(),
+                        previous,
+                    });
+                }
+            }
+        }
+    }
+    let files_changed = steps
+        .iter()
+        .any(|s| matches!(s, Step::WriteFile { .. } | Step::RemoveFile { .. }));
+    if files_changed || observed.manifest.is_none() {
+        steps.push(Step::RefreshCaBundle);
+    }
+
+    // Units.
+    let mut units_enabled: Vec<String> = observed
+        .manifest
+        .as_ref()
+        .map(|m| m.units_enabled.clone())
+        .unwrap_or_default();
+    if observed.systemd_running && dropin_changed {
+        steps.push(Step::DaemonReload);
+    }
+    for unit in UNITS {
+        let state = observed.unit(unit);
+        if !state.installed {
+            plan.notes.push(format!(
+                "{unit} is not installed (no unit file): not enabled or started"
+            ));
+            continue;
+        }
+        if !state.enabled {
+            steps.push(Step::EnableUnit {
+                unit: unit.to_string(),
+            });
+            if !units_enabled.iter().any(|u| u == unit) {
+                units_enabled.push(unit.to_string());
+            }
+        }
+    }
+    if observed.systemd_running {
+        let containment = observed.unit(CONTAINMENT_UNIT);
+        // Never restart the containment unit: its stop deletes the table. The table is already
+        // replaced above; start only marks the oneshot active.
+        if containment.installed && !containment.active {
+            steps.push(Step::StartUnit {
+                unit: CONTAINMENT_UNIT.into(),
+                restart: false,
+                required: true,
+            });
+        }
+        let proxy = observed.unit(PROXY_UNIT);
+        if proxy.installed && (!proxy.active || dropin_changed) {
+            steps.push(Step::StartUnit {
+                unit: PROXY_UNIT.into(),
+                restart: proxy.active,
+                required: false,
+            });
+        }
+    } else {
+        plan.notes.push(format!(
+            "systemd is not running: units are enabled offline (systemctl --root=/), nothing is \
+             started; at boot {CONTAINMENT_UNIT} loads the table and {PROXY_UNIT} starts the proxy"
+        ));
+    }
+
+    // The manifest.
+    let previous = observed.manifest.clone().unwrap_or_default();
+    let mut user_units_disabled = previous.user_units_disabled.clone();
+    for link in &observed.user_unit_links {
+        if !user_units_disabled.iter().any(|l| l.link == link.link) {
+            user_units_disabled.push(link.clone());
+        }
+    }
+    let merge = |old: &[String], new: &[String]| -> Vec<String> {
+        let mut all = old.to_vec();
+        for name in new {
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
+        }
+        all
+    };
+    let table_loaded = !matches!(observed.nft, NftState::Unreachable(_));
+    let manifest = Manifest {
+        version: input.version.to_string(),
+        applied_at: input.now,
+        files: desired
+            .iter()
+            .map(|(path, _, contents, _)| (path.clone(), sha256_hex(contents.as_bytes())))
+            .collect(),
+        users_created: merge(&previous.users_created, input.users_created),
+        groups_created: merge(&previous.groups_created, input.groups_created),
+        agent_user: input.config.users.agent.clone(),
+        proxy_user: input.config.users.proxy.clone(),
+        operators_group: input.config.users.operators_group.clone(),
+        delete_users_on_purge: input.config.users.delete_on_purge,
+        units_enabled,
+        user_units_disabled,
+        table_loaded,
+    };
+    let manifest_changed = match &observed.manifest {
+        Some(old) => !old.same_content(&manifest),
+        None => true,
+    };
+    if !steps.is_empty() || manifest_changed {
+        steps.push(Step::WriteManifest { manifest });
+    }
+    if steps
+        .iter()
+        .any(|s| !matches!(s, Step::WriteManifest { .. }))
+    {
+        plan.steps = validations;
+    }
+    plan.steps.extend(steps);
+    plan
+}
+
+/// The remove plan: the seed's rollback list. Agent processes end before the table goes, so
+/// nothing contained keeps running uncontained. Users and the config stay.
+pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    let manifest = observed.manifest.clone().unwrap_or_default();
+    let agent = if manifest.agent_user.is_empty() {
+        config_agent.to_string()
+    } else {
+        manifest.agent_user.clone()
+    };
+    if observed.systemd_running {
+        if observed.unit(PROXY_UNIT).active {
+            plan.steps.push(Step::StopUnit {
+                unit: PROXY_UNIT.into(),
+            });
+        }
+    } else {
+        plan.notes
+            .push("systemd is not running: no unit is stopped".into());
+    }
+    plan.steps.push(Step::EndProcesses {
+        user: agent,
+        grace_seconds: 5,
+    });
+    if observed.systemd_running && observed.unit(CONTAINMENT_UNIT).active {
+        // Its ExecStop deletes the table; the explicit delete below catches the rest.
+        plan.steps.push(Step::StopUnit {
+            unit: CONTAINMENT_UNIT.into(),
+        });
+    }
+    match &observed.nft {
+        NftState::Present(_) => plan.steps.push(Step::DeleteNftTable),
+        NftState::Absent => {}
+        NftState::Unreachable(reason) => plan.notes.push(format!(
+            "the kernel's nftables is not reachable here ({reason}): no table to delete"
+        )),
+    }
+    for unit in UNITS {
+        if observed.unit(unit).enabled {
+            plan.steps.push(Step::DisableUnit {
+                unit: unit.to_string(),
+            });
+        }
+    }
+    // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
+    let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
+    for path in [
+        paths::RULE_FILE,
+        paths::SUDOERS_DROPIN,
+        paths::PROXY_UNIT_DROPIN,
+        paths::LAUNCHER,
+    ] {
+        files.insert(path.into());
+    }
+    files.extend(
+        observed
+            .files
+            .keys()
+            .filter(|p| p.starts_with(paths::WRAPPER_DIR))
+            .cloned(),
+    );
+    for path in files {
+        let previous = observed.file(&path);
+        if previous != FileState::Absent {
+            plan.steps.push(Step::RemoveFile { path, previous });
+        }
+    }
+    for dir in [
+        paths::WRAPPER_DIR,
+        Utf8Path::new(paths::PROXY_UNIT_DROPIN)
+            .parent()
+            .map_or("", |p| p.as_str()),
+    ] {
+        plan.steps.push(Step::RemoveDirIfEmpty { path: dir.into() });
+    }
+    if observed.systemd_running {
+        plan.steps.push(Step::DaemonReload);
+    }
+    for link in &manifest.user_units_disabled {
+        plan.steps
+            .push(Step::RestoreUserUnit { link: link.clone() });
+    }
+    let mut after = manifest.clone();
+    after.files.clear();
+    after.units_enabled.clear();
+    after.user_units_disabled.clear();
+    after.table_loaded = false;
+    if observed.manifest.is_some() {
+        plan.steps.push(Step::WriteManifest { manifest: after });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Account, DistroPaths, Facts, LoginUidRange};
+
+    fn facts() -> Facts {
+        let account = |name: &str, uid| Account {
+            name: name.into(),
+            uid,
+            gid: uid,
+            home: "/nonexistent".into(),
+        };
+        Facts {
+            agent: account("cc-agent", 987),
+            proxy: account("pipelock-proxy", 988),
+            login_range: LoginUidRange::default(),
+            distro: DistroPaths::detect("ID=debian\n", |_| true),
+        }
+    }
+
+    fn rendered(config: &Config) -> Vec<RenderedFile> {
+        crate::render::render_all(config, &facts()).unwrap()
+    }
+
+    fn empty_host() -> Observed {
+        Observed {
+            files: BTreeMap::new(),
+            manifest: None,
+            nft: NftState::Absent,
+            systemd_running: true,
+            units: UNITS
+                .iter()
+                .map(|u| {
+                    (
+                        u.to_string(),
+                        UnitState {
+                            installed: true,
+                            enabled: false,
+                            active: false,
+                        },
+                    )
+                })
+                .collect(),
+            user_unit_links: Vec::new(),
+        }
+    }
+
+    fn apply(config: &Config, observed: &Observed) -> Plan {
+        let files = rendered(config);
+        plan_apply(&ApplyInput {
+            config,
+            rendered: &files,
+            observed,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            now: 1000,
+        })
+    }
+
+    /// The host after `plan` ran on `before`: what the executor would leave.
+    fn simulate(before: &Observed, plan: &Plan) -> Observed {
+        let mut after = before.clone();
+        for step in &plan.steps {
+            match step {
+                Step::WriteFile {
+                    path,
+                    mode,
+                    contents,
+                    ..
+                } => {
+                    after.files.insert(
+                        path.clone(),
+                        FileState::Present {
+                            contents: contents.clone().into_bytes(),
+                            mode: *mode,
+                            uid: 0,
+                            gid: 0,
+                        },
+                    );
+                }
+                Step::RemoveFile { path, .. } => {
+                    after.files.insert(path.clone(), FileState::Absent);
+                }
+                Step::LoadNftTable { .. } => after.nft = NftState::Present("table".into()),
+                Step::DeleteNftTable => after.nft = NftState::Absent,
+                Step::EnableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = true,
+                Step::DisableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = false,
+                Step::StartUnit { unit, .. } => after.units.get_mut(unit).unwrap().active = true,
+                Step::StopUnit { unit } => after.units.get_mut(unit).unwrap().active = false,
+                Step::DisableUserUnit { link } => after.user_unit_links.retain(|l| l != link),
+                Step::WriteManifest { manifest } => after.manifest = Some(manifest.clone()),
+                _ => {}
+            }
+        }
+        after
+    }
+
+    fn ids(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(Step::id).collect()
+    }
+
+    fn position(plan: &Plan, id: &str) -> usize {
+        ids(plan)
+            .iter()
+            .position(|s| s == id)
+            .unwrap_or_else(|| panic!("{id} not in {:?}", ids(plan)))
+    }
+
+    #[test]
+    fn fresh_host_gets_everything_in_a_safe_order() {
+        let config = Config::defaults();
+        let plan = apply(&config, &empty_host());
+        let ids = ids(&plan);
+        assert!(ids[0].starts_with("validate:"), "{ids:?}");
+        assert_eq!(ids[0], format!("validate:{}", paths::RULE_FILE));
+        assert_eq!(ids[1], format!("validate:{}", paths::SUDOERS_DROPIN));
+        let rule = position(&plan, &format!("write:{}", paths::RULE_FILE));
+        let load = position(&plan, "nft:load");
+        let sudoers = position(&plan, &format!("write:{}", paths::SUDOERS_DROPIN));
+        let launcher = position(&plan, &format!("write:{}", paths::LAUNCHER));
+        assert!(rule < load && load < sudoers && load < launcher, "{ids:?}");
+        assert!(position(&plan, "systemd:enable:pipelock-containment.service") > sudoers);
+        assert_eq!(ids.last().unwrap(), "manifest");
+        for tool in ["claude", "codex", "gemini"] {
+            position(&plan, &format!("write:{}/{tool}", paths::WRAPPER_DIR));
+        }
+        // No restart of the containment unit, ever: its stop deletes the table.
+        assert!(plan.steps.iter().all(|s| !matches!(s,
+            Step::StartUnit { unit, restart: true, .. } if unit == CONTAINMENT_UNIT)));
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn second_run_is_a_noop() {
+        let config = Config::defaults();
+        let first = apply(&config, &empty_host());
+        let after = simulate(&empty_host(), &first);
+        let second = apply(&config, &after);
+        assert!(second.is_noop(), "{}", second.summary());
+        assert_eq!(second.summary(), "no changes\n");
+        assert_eq!(second.diff(), "no changes\n");
+    }
+
+    #[test]
+    fn a_new_version_alone_rewrites_only_the_manifest() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        let files = rendered(&config);
+        let plan = plan_apply(&ApplyInput {
+            config: &config,
+            rendered: &files,
+            observed: &after,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.2.0",
+            now: 2000,
+        });
+        assert_eq!(ids(&plan), ["manifest"]);
+    }
+
+    #[test]
+    fn dropped_tool_removes_its_wrapper_and_diff_shows_it() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        let mut fewer = config.clone();
+        fewer.tools.wrap.retain(|t| t != "codex");
+        let plan = apply(&fewer, &after);
+        let codex = format!("{}/codex", paths::WRAPPER_DIR);
+        position(&plan, &format!("remove:{codex}"));
+        let diff = plan.diff();
+        assert!(diff.contains(&format!("--- a{codex}")), "{diff}");
+        assert!(diff.contains("+++ /dev/null"), "{diff}");
+        // The launcher's usage line lists the tools: it changes too.
+        assert!(
+            diff.contains(&format!("+++ b{}", paths::LAUNCHER)),
+            "{diff}"
+        );
+        // The table is unchanged: no reload.
+        assert!(!ids(&plan).contains(&"nft:load".to_string()));
+        let manifest = match plan.steps.last().unwrap() {
+            Step::WriteManifest { manifest } => manifest,
+            other => panic!("{other:?}"),
+        };
+        assert!(!manifest.files.contains_key(Utf8Path::new(&codex)));
+        assert!(apply(&fewer, &simulate(&after, &plan)).is_noop());
+    }
+
+    #[test]
+    fn changed_port_reloads_table_and_shows_a_unified_diff() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        let mut other = config.clone();
+        other.proxy.listen_port = 3128;
+        let plan = apply(&other, &after);
+        position(&plan, "nft:load");
+        let diff = plan.diff();
+        assert!(
+            diff.contains(&format!("--- a{}", paths::RULE_FILE)),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("-\t\toif \"lo\" ip daddr 127.0.0.1 tcp dport 8888 accept"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("+\t\toif \"lo\" ip daddr 127.0.0.1 tcp dport 3128 accept"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn wrong_mode_or_owner_is_repaired() {
+        let config = Config::defaults();
+        let mut after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        if let Some(FileState::Present { mode, .. }) =
+            after.files.get_mut(Utf8Path::new(paths::SUDOERS_DROPIN))
+        {
+            *mode = 0o644;
+        }
+        if let Some(FileState::Present { uid, .. }) =
+            after.files.get_mut(Utf8Path::new(paths::LAUNCHER))
+        {
+            *uid = 1000;
+        }
+        let plan = apply(&config, &after);
+        position(&plan, &format!("write:{}", paths::SUDOERS_DROPIN));
+        position(&plan, &format!("write:{}", paths::LAUNCHER));
+        assert!(plan
+            .diff()
+            .contains("mode /etc/sudoers.d/pipelock-containment: 0644 -> 0440"));
+    }
+
+    #[test]
+    fn flushed_table_is_reloaded_without_rewriting_files() {
+        let config = Config::defaults();
+        let mut after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        after.nft = NftState::Absent; // `flush ruleset` by someone else
+        let plan = apply(&config, &after);
+        assert_eq!(
+            ids(&plan),
+            [
+                format!("validate:{}", paths::RULE_FILE),
+                format!("validate:{}", paths::SUDOERS_DROPIN),
+                "nft:load".into(),
+                "manifest".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn chroot_defers_table_and_units() {
+        let config = Config::defaults();
+        let mut host = empty_host();
+        host.nft = NftState::Unreachable("nft list tables: Operation not permitted".into());
+        host.systemd_running = false;
+        let plan = apply(&config, &host);
+        let ids = ids(&plan);
+        assert!(!ids.iter().any(|i| i == "nft:load"), "{ids:?}");
+        assert!(
+            !ids.iter().any(|i| i.starts_with("systemd:start")),
+            "{ids:?}"
+        );
+        assert!(!ids.iter().any(|i| i == "systemd:daemon-reload"), "{ids:?}");
+        position(&plan, "systemd:enable:pipelock-containment.service");
+        let notes = plan.notes.join("\n");
+        assert!(
+            notes.contains("loads /etc/nftables.d/pipelock-containment.nft at first boot"),
+            "{notes}"
+        );
+        assert!(notes.contains("systemd is not running"), "{notes}");
+        let after = simulate(&host, &plan);
+        let again = apply(&config, &after);
+        assert!(again.is_noop(), "{}", again.summary());
+    }
+
+    #[test]
+    fn proxy_restarts_only_when_its_dropin_changed() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        let mut other = config.clone();
+        other.proxy.command = vec!["/usr/bin/tinyproxy".into(), "-d".into()];
+        let plan = apply(&other, &after);
+        let reload = position(&plan, "systemd:daemon-reload");
+        let start = position(&plan, "systemd:start:pipelock-proxy.service");
+        assert!(reload < start);
+        assert!(matches!(
+            &plan.steps[start],
+            Step::StartUnit {
+                restart: true,
+                required: false,
+                ..
+            }
+        ));
+        assert!(!ids(&plan).contains(&"systemd:start:pipelock-containment.service".to_string()));
+    }
+
+    #[test]
+    fn missing_unit_files_are_noted_not_enabled() {
+        let config = Config::defaults();
+        let mut host = empty_host();
+        host.units.clear();
+        let plan = apply(&config, &host);
+        assert!(!ids(&plan)
+            .iter()
+            .any(|i| i.starts_with("systemd:enable") || i.starts_with("systemd:start")));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|n| n.contains("pipelock-proxy.service is not installed")));
+    }
+
+    #[test]
+    fn user_units_are_migrated_and_remembered() {
+        let config = Config::defaults();
+        let mut host = empty_host();
+        let link = UserUnitLink {
+            owner: Some("alice".into()),
+            link: "/home/alice/.config/systemd/user/default.target.wants/pipelock.service".into(),
+            target: "/home/alice/.config/systemd/user/pipelock.service".into(),
+            was_active: false,
+        };
+        host.user_unit_links.push(link.clone());
+        let plan = apply(&config, &host);
+        let disable = position(&plan, &format!("user-unit:disable:{}", link.link));
+        assert!(disable < position(&plan, "systemd:start:pipelock-proxy.service"));
+        let after = simulate(&host, &plan);
+        assert_eq!(
+            after.manifest.as_ref().unwrap().user_units_disabled,
+            std::slice::from_ref(&link)
+        );
+        assert!(apply(&config, &after).is_noop());
+        let remove = plan_remove("cc-agent", &after);
+        position(&remove, &format!("user-unit:restore:{}", link.link));
+    }
+
+    #[test]
+    fn purge_setting_is_recorded_for_postrm() {
+        let mut config = Config::defaults();
+        config.users.delete_on_purge = true;
+        let plan = apply(&config, &empty_host());
+        let write = plan.steps.iter().find_map(|s| match s {
+            Step::WriteFile { path, contents, .. } if path == PURGE_ACCOUNTS_FILE => Some(contents),
+            _ => None,
+        });
+        let text = write.expect("purge list written");
+        assert!(text.contains("user cc-agent\nuser pipelock-proxy\ngroup pipelock-operators\n"));
+        let after = simulate(&empty_host(), &plan);
+        assert!(after.manifest.as_ref().unwrap().delete_users_on_purge);
+        // Turning it off again removes the list.
+        config.users.delete_on_purge = false;
+        let plan = apply(&config, &after);
+        position(&plan, &format!("remove:{PURGE_ACCOUNTS_FILE}"));
+    }
+
+    #[test]
+    fn accounts_use_sysusers_only_with_default_names() {
+        let seen = AccountsObserved {
+            agent_exists: false,
+            proxy_exists: false,
+            group_exists: false,
+            family: DistroFamily::Debian,
+            nologin: "/usr/sbin/nologin".into(),
+            sysusers_available: true,
+        };
+        let config = Config::defaults();
+        assert!(matches!(
+            plan_accounts(&config, &seen)[..],
+            [Step::Sysusers { .. }]
+        ));
+        let mut renamed = config.clone();
+        renamed.users.agent = "robot".into();
+        renamed.users.agent_home = "/srv/robot".into();
+        let steps = plan_accounts(&renamed, &seen);
+        let ids: Vec<_> = steps.iter().map(Step::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "users:group:pipelock-operators",
+                "users:user:pipelock-proxy",
+                "users:user:robot"
+            ]
+        );
+        assert!(
+            matches!(&steps[2], Step::CreateUser { home, create_home: true, tool: AccountTool::Adduser, .. } if home == "/srv/robot")
+        );
+        let fedora = AccountsObserved {
+            family: DistroFamily::Fedora,
+            sysusers_available: false,
+            agent_exists: true,
+            ..seen.clone()
+        };
+        let steps = plan_accounts(&config, &fedora);
+        assert_eq!(steps.len(), 2);
+        assert!(steps.iter().all(|s| matches!(
+            s,
+            Step::CreateGroup {
+                tool: AccountTool::Useradd,
+                ..
+            } | Step::CreateUser {
+                tool: AccountTool::Useradd,
+                ..
+            }
+        )));
+        let all = AccountsObserved {
+            agent_exists: true,
+            proxy_exists: true,
+            group_exists: true,
+            ..seen
+        };
+        assert!(plan_accounts(&config, &all).is_empty());
+    }
+
+    #[test]
+    fn remove_ends_processes_before_the_table_goes() {
+        let config = Config::defaults();
+        let mut host = simulate(&empty_host(), &apply(&config, &empty_host()));
+        for path in host.manifest.as_ref().unwrap().files.keys() {
+            assert!(host.files.contains_key(path));
+        }
+        host.units.values_mut().for_each(|u| u.active = true);
+        let plan = remove_and_check(&host);
+        let ids = ids(&plan);
+        let stop_proxy = position(&plan, "systemd:stop:pipelock-proxy.service");
+        let end = position(&plan, "processes:cc-agent");
+        let delete = position(&plan, "nft:delete");
+        assert!(stop_proxy < end && end < delete, "{ids:?}");
+        for path in [paths::RULE_FILE, paths::SUDOERS_DROPIN, paths::LAUNCHER] {
+            position(&plan, &format!("remove:{path}"));
+        }
+        position(&plan, "systemd:disable:pipelock-proxy.service");
+    }
+
+    fn remove_and_check(host: &Observed) -> Plan {
+        let plan = plan_remove("cc-agent", host);
+        let after = simulate(host, &plan);
+        assert!(after.files.values().all(|f| *f == FileState::Absent));
+        assert_eq!(after.nft, NftState::Absent);
+        assert!(after.manifest.as_ref().unwrap().files.is_empty());
+        plan
+    }
+
+    #[test]
+    fn remove_without_manifest_still_removes_fixed_paths() {
+        let mut host = empty_host();
+        host.files.insert(
+            paths::SUDOERS_DROPIN.into(),
+            FileState::Present {
+                contents: b"x".to_vec(),
+                mode: 0o440,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        let plan = plan_remove("cc-agent", &host);
+        position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
+        assert!(!ids(&plan).contains(&"manifest".to_string()));
+    }
+
+    #[test]
+    fn step_ids_are_unique_in_a_plan() {
+        let plan = apply(&Config::defaults(), &empty_host());
+        let ids = ids(&plan);
+        let unique: BTreeSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+    }
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# sandbox.sh WORKDIR BINARY SCRIPT: run SCRIPT (sh -c) as root in a throwaway copy of the host.
+#
+# New mount, network and PID namespaces; overlays over /etc, /usr and /var whose upper layers
+# live in WORKDIR, fresh tmpfs over /run and /tmp. useradd, nft, visudo and kill act on these
+# copies and on a private network namespace: the real host is never changed. The packaged files
+# (units, sysusers.d) and BINARY are installed into the copy first, as the package would.
+set -eu
+work=$1 binary=$2 script=$3
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$work"
+# shellcheck disable=SC2016 # the inner script expands its own variables
+exec unshare --mount --net --pid --fork --mount-proc --propagation private \
+    env SANDBOX_WORK="$work" SANDBOX_BINARY="$binary" SANDBOX_ROOT="$root" SANDBOX_SCRIPT="$script" \
+    sh -eu -c '
+for d in etc usr var; do
+    mkdir -p "$SANDBOX_WORK/upper-$d" "$SANDBOX_WORK/work-$d"
+    mount -t overlay "overlay-lifecycle-$d" \
+        -o "lowerdir=/$d,upperdir=$SANDBOX_WORK/upper-$d,workdir=$SANDBOX_WORK/work-$d" "/$d"
+done
+mount -t tmpfs tmpfs-lifecycle-run /run
+mount -t tmpfs tmpfs-lifecycle-tmp /tmp
+ip link set lo up
+install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
+install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
+install -m 0644 "$SANDBOX_ROOT"/systemd/pipelock-containment.service "$SANDBOX_ROOT"/systemd/pipelock-proxy.service /usr/lib/systemd/system/
+[ -f "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" ] && \
+    install -m 0644 "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" /usr/lib/sysusers.d/
+[ -f /etc/pipelock-containment/containment.toml ] || \
+    install -m 0644 "$SANDBOX_ROOT/pkg/containment.toml" /etc/pipelock-containment/containment.toml
+cd /
+exec sh -u -c "$SANDBOX_SCRIPT"
+'
