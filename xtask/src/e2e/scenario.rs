@@ -610,7 +610,8 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             // Conffiles (and their directories) stay until purge (Debian policy), and so do the
             // state directories and the units' enablement links. Their contents do not.
             allowed.extend(conffiles.iter().map(String::as_str));
-            allowed.extend(["/etc/pipelock-containment", paths::STATE_DIR, "/var/lib/pipelock"]);
+            let state = format!("{}/**", paths::STATE_DIR);
+            allowed.extend(["/etc/pipelock-containment", &state, "/var/lib/pipelock"]);
             let left: Vec<_> = leftovers(&before, &after, &allowed)
                 .into_iter()
                 .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
