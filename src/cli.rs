@@ -16,7 +16,10 @@ use crate::config::DEFAULT_CONFIG_PATH;
         The package's maintainer scripts run this helper; operators run it to review, verify \
         and repair.",
     after_help = "Exit codes: 0 success, 1 failure, 2 verify skipped a probe, 64 usage error, \
-        77 root required, 78 invalid config."
+        77 root required, 78 invalid config. cc-launch and the tool wrappers: the tool's own \
+        code, or 64 usage, 77 not allowed to launch (not an operator, directory closed to the \
+        agent), 78 invalid config, 125 containment not in force (rule or proxy), 126 tool not \
+        allowed, 127 tool not installed for the agent."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -46,6 +49,9 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Remove, then delete the state directory, and the users when the config opted in (root).
     Purge(RemoveArgs),
+    /// Manage the tools operators may launch (tools.wrap) and their wrappers.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +77,38 @@ pub struct RemoveArgs {
     /// package removal.
     #[arg(long, hide = true)]
     pub from_maintainer_script: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Allow a tool and give it a wrapper (edits the config, then runs `apply`; root).
+    Add(ToolEditArgs),
+    /// Disallow a tool and remove its wrapper (edits the config, then runs `apply`; root).
+    Remove(ToolEditArgs),
+    /// List the allowed tools and their wrappers.
+    List(ToolsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ToolEditArgs {
+    /// A command name looked up on the agent's PATH (claude), or an absolute path
+    /// (/opt/claude/bin/claude); for remove, also the wrapper's name.
+    #[arg(value_name = "TOOL")]
+    pub tool: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only edit the config; do not run `apply` (the wrappers change at the next apply).
+    #[arg(long)]
+    pub no_apply: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ToolsListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print JSON: a list of {tool, command, wrapper}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,11 @@
 //! Runs each subcommand: ties config, facts and render to the host layer and to output.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::cli::{ApplyArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs};
+use crate::cli::{
+    ApplyArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs, ToolEditArgs, ToolsCommand,
+    ToolsListArgs,
+};
 use crate::config::{Config, ConfigError};
 use crate::exit;
 use crate::host;
@@ -16,6 +19,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Apply(args) => apply_command(args),
         Command::Remove(args) => remove_command(args, false),
         Command::Purge(args) => remove_command(args, true),
+        Command::Tools(ToolsCommand::Add(args)) => tools_edit(args, true),
+        Command::Tools(ToolsCommand::Remove(args)) => tools_edit(args, false),
+        Command::Tools(ToolsCommand::List(args)) => tools_list(args),
     }
 }
 
@@ -184,4 +190,62 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         return Ok(exit::OK);
     }
     Ok(exit::FAILURE)
+}
+
+fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {
+    let verb = if add { "add" } else { "remove" };
+    if !host::tools::is_root() {
+        eprintln!(
+            "pipelock-containment: `tools {verb}` changes {} and the wrappers: run it as root \
+             (sudo pipelock-containment tools {verb} {})",
+            args.config.config, args.tool
+        );
+        return Ok(exit::NEED_ROOT);
+    }
+    let path = &args.config.config;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the config {path}"))?;
+    let edit = if add {
+        crate::tools::add(&text, &args.tool, path.as_str())?
+    } else {
+        crate::tools::remove(&text, &args.tool, path.as_str())?
+    };
+    match edit {
+        crate::tools::Edit::Unchanged if add => {
+            println!("{} is already allowed", args.tool);
+            return Ok(exit::OK);
+        }
+        crate::tools::Edit::Unchanged => {
+            println!("{} is not in tools.wrap; nothing to remove", args.tool);
+            return Ok(exit::OK);
+        }
+        crate::tools::Edit::Changed(new_text) => {
+            host::tools::write_atomic(path, &new_text)?;
+            let done = if add { "added to" } else { "removed from" };
+            println!("{} {done} tools.wrap in {path}", args.tool);
+        }
+    }
+    if args.no_apply {
+        println!(
+            "not applied (--no-apply): run `pipelock-containment apply` to update the wrappers"
+        );
+        return Ok(exit::OK);
+    }
+    host::tools::run_apply(path)?;
+    Ok(exit::OK)
+}
+
+fn tools_list(args: ToolsListArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    let entries = crate::tools::list(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("no tools allowed (add one: pipelock-containment tools add NAME)");
+    } else {
+        for entry in &entries {
+            println!("{}\t{}", entry.command, entry.tool);
+        }
+    }
+    Ok(exit::OK)
 }

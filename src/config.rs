@@ -255,6 +255,9 @@ impl Config {
                     ),
                 );
             }
+            if let Some(problem) = crate::launch::passthrough_problem(name) {
+                return fail("tools.env_passthrough", format!("{name:?}: {problem}"));
+            }
         }
         Ok(())
     }

@@ -6,6 +6,8 @@ pub mod config;
 pub mod exit;
 pub mod facts;
 pub mod host;
+pub mod launch;
 pub mod paths;
 pub mod plan;
 pub mod render;
+pub mod tools;

@@ -3,3 +3,5 @@
 pub mod apply;
 pub mod facts;
 pub mod fs;
+pub mod launch;
+pub mod tools;
