@@ -47,16 +47,29 @@ pub fn mirror() -> Result<String> {
     }
     files.sort();
     files.insert(0, "/etc/apt/sources.list".into());
-    for f in &files {
-        let Ok(text) = fs::read_to_string(f) else {
-            continue;
-        };
-        let uris: Vec<String> = if f.as_str().ends_with(".sources") {
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|f| Some((f.to_string(), fs::read_to_string(f).ok()?)))
+        .collect();
+    if let Some(m) = mirror_from(&texts) {
+        return Ok(m);
+    }
+    bail!(
+        "no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list or \
+         /etc/apt/sources.list.d/: set PLC_E2E_MIRROR"
+    )
+}
+
+/// The first Debian mirror (a URI ending in /debian) in apt source files, given as (path, text):
+/// deb822 `.sources` (URIs:) and one-line `.list` (deb [options] URI suite ...).
+fn mirror_from(files: &[(String, String)]) -> Option<String> {
+    for (path, text) in files {
+        let uris: Vec<String> = if path.ends_with(".sources") {
             text.lines()
                 .filter_map(|l| l.trim().strip_prefix("URIs:"))
                 .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
                 .collect()
-        } else if f.as_str().ends_with(".list") {
+        } else if path.ends_with(".list") {
             text.lines()
                 .map(str::trim)
                 .filter(|l| l.starts_with("deb "))
@@ -76,13 +89,10 @@ pub fn mirror() -> Result<String> {
             .into_iter()
             .find(|u| u.trim_end_matches('/').ends_with("/debian"))
         {
-            return Ok(u);
+            return Some(u);
         }
     }
-    bail!(
-        "no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list or \
-         /etc/apt/sources.list.d/: set PLC_E2E_MIRROR"
-    )
+    None
 }
 
 /// FNV-1a: a stable short key for the cache file name.
@@ -182,4 +192,61 @@ pub fn remove_tree(dir: &Utf8Path) -> Result<()> {
     run(Command::new("rm").args(["-rf", "--one-file-system", canon.as_str()]))
         .context("cannot remove the old tree")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, text: &str) -> (String, String) {
+        (path.to_owned(), text.to_owned())
+    }
+
+    #[test]
+    fn mirror_from_deb822_skips_security_and_comments() {
+        let files = [f(
+            "/etc/apt/sources.list.d/debian.sources",
+            "Types: deb\n# http://snapshot.debian.org/archive/debian/2025\n\
+             URIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\n\
+             Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n",
+        )];
+        assert_eq!(
+            mirror_from(&files).as_deref(),
+            Some("http://mirror.example/debian/")
+        );
+    }
+
+    #[test]
+    fn mirror_from_one_line_list_with_options() {
+        let files = [
+            f(
+                "/etc/apt/sources.list",
+                "# deb http://old.example/debian bookworm main\n",
+            ),
+            f(
+                "/etc/apt/sources.list.d/x.list",
+                "deb https://packages.example/apt cloud main\n\
+                 deb [arch=amd64 signed-by=/k.gpg] http://ftp.example/debian bookworm main\n",
+            ),
+        ];
+        assert_eq!(
+            mirror_from(&files).as_deref(),
+            Some("http://ftp.example/debian")
+        );
+    }
+
+    #[test]
+    fn mirror_from_none_without_a_debian_uri() {
+        let files = [f(
+            "/etc/apt/sources.list",
+            "deb http://archive.ubuntu.com/ubuntu noble main\n",
+        )];
+        assert_eq!(mirror_from(&files), None);
+    }
+
+    #[test]
+    fn cache_key_is_stable() {
+        assert_eq!(fnv(""), 0xcbf29ce484222325);
+        assert_eq!(fnv("a"), 0xaf63dc4c8601ec8c);
+    }
 }

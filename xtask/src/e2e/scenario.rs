@@ -422,19 +422,19 @@ Signed-By: /usr/share/keyrings/pipelock-containment-archive-keyring.gpg\\n' \
     Ok(())
 }
 
-/// The operator's configuration: the proxy command (tinyproxy as the proxy user), a wrapper for
-/// curl, an operator account; then `pipelock-containment apply`.
+/// The operator's configuration: the proxy command (tinyproxy as the proxy user, edited in the
+/// config file), a wrapper for curl (`tools add`), an operator account; then `apply`.
 fn configure(lab: &mut Lab, phase: &str) -> Result<()> {
     require(lab, &format!("{phase}/configure-and-apply"), |c| {
         c.must(&format!(
             "sed -i 's|^command = .*|command = [\"/usr/bin/tinyproxy\", \"-d\", \"-c\", \"{TINYPROXY_CONF}\"]|' {CONFIG} && \
-             sed -i '/^wrap = \\[/,/^\\]/c\\wrap = [\"curl\"]' {CONFIG} && \
-             grep -q tinyproxy {CONFIG} && grep -q '^wrap = \\[\"curl\"\\]' {CONFIG}"
+             grep -q '^command = \\[\"/usr/bin/tinyproxy\"' {CONFIG}"
         ))?;
         c.must(&format!(
             "id {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}; \
              usermod -a -G {OPERATORS} {OPERATOR}"
         ))?;
+        c.must("pipelock-containment tools add curl")?;
         c.must("pipelock-containment apply")?;
         Ok(())
     })?;
@@ -577,7 +577,7 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             Ok(())
         });
         check(lab, "upgrade/config-edits-kept", |c| {
-            c.must(&format!("grep -q tinyproxy {CONFIG} && grep -q '^wrap = \\[\"curl\"\\]' {CONFIG}"))
+            c.must(&format!("grep -q '^command = \\[\"/usr/bin/tinyproxy\"' {CONFIG} && grep -q '\"curl\"' {CONFIG}"))
                 .map(|_| ())
         });
         check(lab, "upgrade/proxy-back", wait_proxy);
@@ -734,4 +734,51 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn leftovers_names_new_paths_only() {
+        let before = set(&["/etc", "/etc/sudoers.d"]);
+        let after = set(&[
+            "/etc",
+            "/etc/sudoers.d",
+            "/etc/sudoers.d/pipelock-containment",
+        ]);
+        assert_eq!(
+            leftovers(&before, &after, &[]),
+            vec!["/etc/sudoers.d/pipelock-containment"]
+        );
+    }
+
+    #[test]
+    fn leftovers_allowed_exact_is_not_a_prefix() {
+        let before = set(&[]);
+        let after = set(&[
+            "/var/lib/pipelock",
+            "/var/lib/pipelock/x",
+            "/var/lib/pipelock-containment",
+        ]);
+        assert_eq!(
+            leftovers(&before, &after, &["/var/lib/pipelock"]),
+            vec!["/var/lib/pipelock-containment", "/var/lib/pipelock/x"]
+        );
+        assert_eq!(
+            leftovers(&before, &after, &["/var/lib/pipelock/**"]),
+            vec!["/var/lib/pipelock-containment"]
+        );
+    }
+
+    #[test]
+    fn pending_matches_by_prefix() {
+        // The list may be empty; the lookup itself must not match unrelated names.
+        assert!(pending("no-such-check-name").is_none());
+    }
 }
