@@ -1,4 +1,22 @@
-# %postun: clean state when the package is gone ($1 = 0).
+# %postun ($1: 0 erase, 1 upgrade). RPM has no purge: erase is the last chance, so with
+# $1 = 0 this deletes the state directory, and the accounts only when the config said
+# users.delete_on_purge = true (apply recorded them in purge-accounts; the helper is gone).
+#
+# The config: containment.toml is %config(noreplace). `rpm -e` deletes it when unchanged;
+# when the admin edited it, rpm keeps it as /etc/pipelock-containment/containment.toml.rpmsave
+# and a later install does NOT read that file: the new install starts from the defaults, and
+# the admin moves the .rpmsave back and runs `pipelock-containment apply`.
+# On upgrade ($1 = 1) an edited config stays in place and the new default lands as
+# containment.toml.rpmnew.
 if [ "$1" -eq 0 ]; then
-    rm -rf /var/lib/pipelock-containment
+    STATE=/var/lib/pipelock-containment
+    if [ -f "$STATE/purge-accounts" ]; then
+        while read -r kind name; do
+            case "$kind" in
+                user) getent passwd "$name" >/dev/null && { userdel "$name" || :; } ;;
+                group) getent group "$name" >/dev/null && { groupdel "$name" || :; } ;;
+            esac
+        done < "$STATE/purge-accounts"
+    fi
+    rm -rf "$STATE"
 fi

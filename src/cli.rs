@@ -52,6 +52,29 @@ pub enum Command {
     /// Manage the tools operators may launch (tools.wrap) and their wrappers.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// The CA bundle agents trust: the system roots plus the proxy's TLS interception CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Give the agent user access to one directory tree (POSIX ACLs), recorded for revoke.
+    #[command(
+        long_about = "Give the agent user access to one directory tree through POSIX \
+        ACLs: traversal (--x) on the parent directories it cannot enter yet, r-X (ro) or rwX \
+        (rw) on the tree, and default entries on its directories so new files stay accessible. \
+        Symlinks are resolved first and never followed inside the tree. Below the first parent \
+        the agent could not enter, everything beside the path gets an explicit empty entry \
+        (u:AGENT:---), so traversal opens nothing else. Files that look like credentials \
+        (grants.credential_patterns) get that empty entry too, even when world-readable; each \
+        one is named. System paths and whole home directories are refused unless root passes \
+        --force. `grants expire` (a timer, every 30 s) also closes credentials and paths that \
+        appeared since.\n\n\
+        Root may grant anything. Members of the operators' group may grant directories they own \
+        below their home, through sudo: `sudo pipelock-containment grant ~/src/PROJECT`."
+    )]
+    Grant(GrantArgs),
+    /// Take a grant back: restores exactly the ACL entries it changed.
+    Revoke(RevokeArgs),
+    /// List the active grants; `grants expire` revokes the expired ones (run by a timer).
+    Grants(GrantsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +132,85 @@ pub struct ToolsListArgs {
     /// Print JSON: a list of {tool, command, wrapper}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Rebuild the combined CA bundle and fix the proxy CA key's owner and mode (root).
+    ///
+    /// Reads the system bundle (ca.system_bundle, or the distro's) and the proxy CA
+    /// (ca.proxy_ca), writes ca.combined_bundle atomically as 0644 root:root when its
+    /// contents change, and makes ca.proxy_ca_key owned by the proxy user with mode 0600.
+    /// A missing proxy CA is not an error: the bundle then holds the system roots only.
+    /// Runs by itself when either input changes (pipelock-containment-ca.path, and on
+    /// Debian the update-ca-certificates hook).
+    Refresh(CaRefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaRefreshArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show what would change; write nothing (no root needed).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The directory to grant.
+    #[arg(value_name = "PATH")]
+    pub path: Utf8PathBuf,
+    /// Read-only (r-X) or read-write (rwX).
+    #[arg(long, value_enum, default_value_t = crate::grants::Mode::Ro)]
+    pub mode: crate::grants::Mode,
+    /// Revoke automatically after this long, for example 30m, 8h, 1h30m, 2d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub expires: Option<u64>,
+    /// Root only: grant a protected system path or a whole home directory anyway.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the grant record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration_arg(text: &str) -> Result<u64, String> {
+    crate::grants::parse_duration(text)
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The granted directory (as granted, or any path resolving to it).
+    #[arg(value_name = "PATH", required_unless_present = "all")]
+    pub path: Option<Utf8PathBuf>,
+    /// Root only: revoke every grant (the package's removal scripts run this).
+    #[arg(long, conflicts_with = "path")]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the grants as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<GrantsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsAction {
+    /// Revoke every grant whose expiry has passed.
+    Expire,
 }
 
 #[derive(Debug, Args)]

@@ -3,13 +3,15 @@
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    ApplyArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs, ToolEditArgs, ToolsCommand,
-    ToolsListArgs,
+    ApplyArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs,
+    ToolEditArgs, ToolsCommand, ToolsListArgs,
 };
 use crate::config::{Config, ConfigError};
 use crate::exit;
 use crate::host;
 use crate::render;
+
+mod grants_cli;
 
 /// Run the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -22,6 +24,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tools(ToolsCommand::Add(args)) => tools_edit(args, true),
         Command::Tools(ToolsCommand::Remove(args)) => tools_edit(args, false),
         Command::Tools(ToolsCommand::List(args)) => tools_list(args),
+        Command::Ca(CaCommand::Refresh(args)) => ca_refresh(args),
+        Command::Grant(args) => grants_cli::grant(args),
+        Command::Revoke(args) => grants_cli::revoke(args),
+        Command::Grants(args) => grants_cli::grants(args),
     }
 }
 
@@ -29,6 +35,11 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err.chain().any(|cause| cause.is::<ConfigError>()) {
         exit::CONFIG
+    } else if err
+        .chain()
+        .any(|cause| cause.is::<host::grants::NeedRoot>())
+    {
+        exit::NEED_ROOT
     } else {
         exit::FAILURE
     }
@@ -65,6 +76,15 @@ fn check_config(args: CheckConfigArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `println!` that ignores a closed stdout (`| head`, a maintainer script's pipe): output must
+/// never abort a half-done apply or remove.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn need_root(what: &str) -> Option<i32> {
     if host::apply::is_root() {
         return None;
@@ -76,8 +96,11 @@ fn need_root(what: &str) -> Option<i32> {
     Some(exit::NEED_ROOT)
 }
 
+/// Progress output. A closed stdout (`| head`, a maintainer script's pipe) must not abort a
+/// half-done apply or remove, so write errors are ignored.
 fn print_line(line: &str) {
-    println!("{line}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn apply_command(args: ApplyArgs) -> Result<i32> {
@@ -99,7 +122,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
                 "warnings": warnings,
                 "diff": plan.diff(),
             });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             for warning in &warnings {
                 eprintln!("warning: {warning}");
@@ -112,7 +135,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         return Ok(code);
     }
     if !args.json {
-        println!("pipelock-containment apply:");
+        print_line("pipelock-containment apply:");
     }
     let mut log = print_line;
     let mut quiet = |_: &str| {};
@@ -126,19 +149,19 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             "accounts": applied.account_steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
             "notes": plan.notes,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit::OK);
     }
     if plan.is_noop() && applied.account_steps.is_empty() {
-        println!("no changes");
+        outln!("no changes");
     } else {
-        println!(
+        outln!(
             "applied {} step(s)",
             plan.steps.len() + applied.account_steps.len()
         );
     }
     for note in &plan.notes {
-        println!("deferred: {note}");
+        outln!("deferred: {note}");
     }
     Ok(exit::OK)
 }
@@ -163,19 +186,19 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     let agent = config
         .as_ref()
         .map_or_else(|| Config::defaults().users.agent, |c| c.users.agent.clone());
-    println!("pipelock-containment {what}:");
+    print_line(&format!("pipelock-containment {what}:"));
     let mut log = print_line;
     let (plan, mut errors) = host::apply::remove_host(&agent, &mut log)?;
     for note in &plan.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     if purge {
         errors.extend(host::apply::purge_host(config.as_ref(), &mut log)?);
     } else {
-        println!("kept: the users and {}", args.config.config);
+        outln!("kept: the users and {}", args.config.config);
     }
     if errors.is_empty() {
-        println!("{what}: done");
+        outln!("{what}: done");
         return Ok(exit::OK);
     }
     eprintln!(
@@ -248,4 +271,37 @@ fn tools_list(args: ToolsListArgs) -> Result<i32> {
         }
     }
     Ok(exit::OK)
+}
+
+fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if !args.dry_run && !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "pipelock-containment: error: `ca refresh` writes {} and sets the owner of {}: \
+             run it as root, or add --dry-run to see what it would do",
+            config.ca.combined_bundle, config.ca.proxy_ca_key
+        );
+        return Ok(exit::NEED_ROOT);
+    }
+    let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
+    let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&outcome)? + "\n"
+    } else {
+        outcome.report().join("\n") + "\n"
+    };
+    // A closed stdout (`| head`) must not turn a finished refresh into a panic.
+    if let Err(err) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(err.into());
+        }
+    }
+    for warning in &outcome.warnings {
+        eprintln!("pipelock-containment: warning: {warning}");
+    }
+    Ok(if outcome.key.agent_can_read && !args.dry_run {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
+use crate::grants::{default_credential_patterns, CredentialPattern};
+
 /// Where the packaged config lives.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pipelock-containment/containment.toml";
 
@@ -20,6 +22,9 @@ pub struct Config {
     pub network: Network,
     pub tools: Tools,
     pub ca: Ca,
+    /// Absent in configs written before grants existed: then the defaults apply.
+    #[serde(default)]
+    pub grants: Grants,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +83,23 @@ pub struct Ca {
     pub combined_bundle: Utf8PathBuf,
     /// Empty means: detect the distro's bundle.
     pub system_bundle: Option<Utf8PathBuf>,
+}
+
+/// Workspace grants: where they are recorded, and which files never get an agent entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grants {
+    pub records: Utf8PathBuf,
+    pub credential_patterns: Vec<CredentialPattern>,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            records: crate::paths::GRANT_RECORDS.into(),
+            credential_patterns: default_credential_patterns(),
+        }
+    }
 }
 
 /// A config problem, naming the key and what is allowed.
@@ -159,6 +181,7 @@ impl Config {
             ("ca.proxy_ca", &self.ca.proxy_ca),
             ("ca.proxy_ca_key", &self.ca.proxy_ca_key),
             ("ca.combined_bundle", &self.ca.combined_bundle),
+            ("grants.records", &self.grants.records),
         ] {
             check_absolute(key, path)?;
         }
@@ -257,6 +280,11 @@ impl Config {
             }
             if let Some(problem) = crate::launch::passthrough_problem(name) {
                 return fail("tools.env_passthrough", format!("{name:?}: {problem}"));
+            }
+        }
+        for pattern in &self.grants.credential_patterns {
+            if let Err(message) = pattern.validate() {
+                return fail("grants.credential_patterns", message);
             }
         }
         Ok(())
@@ -438,6 +466,39 @@ mod tests {
         assert_eq!(config.network.dns, DnsPolicy::LoopbackResolver);
         let err = with_replaced("dns = \"blocked\"", "dns = \"open\"").unwrap_err();
         assert!(err.to_string().contains("blocked"), "{err}");
+    }
+
+    #[test]
+    fn grants_defaults_and_validation() {
+        let config = Config::defaults();
+        assert_eq!(config.grants, Grants::default());
+        assert_eq!(
+            config.grants.records,
+            "/var/lib/pipelock-containment/grants.json"
+        );
+        // A config written before grants existed still parses, with the defaults.
+        let start = DEFAULT_CONFIG_TOML.find("[grants]").unwrap();
+        let old = Config::parse(&DEFAULT_CONFIG_TOML[..start], "old.toml").unwrap();
+        assert_eq!(old.grants, Grants::default());
+        let err = with_replaced(
+            "records = \"/var/lib/pipelock-containment/grants.json\"",
+            "records = \"grants.json\"",
+        )
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("grants.records"));
+        let err = with_replaced("    \".netrc\",\n", "    \"a/.netrc\",\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("grants.credential_patterns"));
+        let err = with_replaced("[grants]\n", "[grants]\nexpire = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `expire`"), "{err}");
+        let config =
+            with_replaced("    \".pgpass\",\n", "    \".pgpass\",\n    \"*.kdbx\",\n").unwrap();
+        assert!(config
+            .grants
+            .credential_patterns
+            .contains(&CredentialPattern::Name("*.kdbx".into())));
+        // check-config prints it back, and what it prints parses to the same config.
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(Config::parse(&text, "printed").unwrap(), config);
     }
 
     #[test]

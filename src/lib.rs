@@ -1,10 +1,12 @@
 //! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
 
+pub mod ca;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod facts;
+pub mod grants;
 pub mod host;
 pub mod launch;
 pub mod paths;

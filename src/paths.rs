@@ -21,3 +21,9 @@ pub const NFT_TABLE: &str = "pipelock_containment";
 pub const NFT_CHAIN: &str = "output_filter";
 /// Prefix of the kernel log lines for blocked attempts.
 pub const LOG_PREFIX: &str = "pipelock-containment blocked: ";
+/// The helper itself, as the sudoers rule for grants names it.
+pub const HELPER: &str = "/usr/bin/pipelock-containment";
+/// Default records of active workspace grants (config `grants.records`).
+pub const GRANT_RECORDS: &str = "/var/lib/pipelock-containment/grants.json";
+/// The sudoers drop-in that lets operators grant their own directories.
+pub const SUDOERS_GRANTS_DROPIN: &str = "/etc/sudoers.d/pipelock-containment-grants";

@@ -114,6 +114,9 @@ pub struct Manifest {
     pub user_units_disabled: Vec<UserUnitLink>,
     /// Whether the table was loaded into the kernel (false: deferred to first boot).
     pub table_loaded: bool,
+    /// The agent UID the rule file was rendered for.
+    #[serde(default)]
+    pub agent_uid: Option<u32>,
 }
 
 impl Manifest {
@@ -245,9 +248,11 @@ pub enum Step {
     DisableUnit {
         unit: String,
     },
-    /// SIGTERM every process of the user, wait a grace period, then SIGKILL.
+    /// SIGTERM every process of the user (or of `uid`, when the account was renamed or
+    /// recreated), wait a grace period, then SIGKILL.
     EndProcesses {
         user: String,
+        uid: Option<u32>,
         grace_seconds: u64,
     },
     DeleteNftTable,
@@ -339,10 +344,13 @@ impl fmt::Display for Step {
             Step::DisableUnit { unit } => write!(f, "disable {unit}"),
             Step::EndProcesses {
                 user,
+                uid,
                 grace_seconds,
             } => write!(
                 f,
-                "end processes of {user} (SIGTERM, {grace_seconds} s grace, then SIGKILL)"
+                "end processes of {user}{} (SIGTERM, {grace_seconds} s grace, then SIGKILL)",
+                uid.map(|uid| format!(" (former agent UID {uid})"))
+                    .unwrap_or_default()
             ),
             Step::DeleteNftTable => write!(f, "delete the nft table inet {}", paths::NFT_TABLE),
             Step::RemoveDirIfEmpty { path } => write!(f, "remove the directory {path} if empty"),
@@ -566,6 +574,8 @@ pub struct ApplyInput<'a> {
     pub users_created: &'a [String],
     pub groups_created: &'a [String],
     pub version: &'a str,
+    /// The agent UID the files were rendered for (facts).
+    pub agent_uid: u32,
     pub now: u64,
 }
 
@@ -624,6 +634,22 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         if let Some(step) = write(path, *mode, contents) {
             rule_file_changed = true;
             steps.push(step);
+        }
+    }
+    // The agent changed (renamed, or recreated with another UID): the new table no longer
+    // matches the old UID, so its processes would run uncontained. End them first.
+    if let Some(old) = observed.manifest.as_ref().and_then(|m| m.agent_uid) {
+        if old != input.agent_uid {
+            let name = observed
+                .manifest
+                .as_ref()
+                .map(|m| m.agent_user.clone())
+                .unwrap_or_default();
+            steps.push(Step::EndProcesses {
+                user: name,
+                uid: Some(old),
+                grace_seconds: 5,
+            });
         }
     }
     let rule_file = Utf8PathBuf::from(paths::RULE_FILE);
@@ -759,6 +785,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         units_enabled,
         user_units_disabled,
         table_loaded,
+        agent_uid: Some(input.agent_uid),
     };
     let manifest_changed = match &observed.manifest {
         Some(old) => !old.same_content(&manifest),
@@ -788,7 +815,8 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         manifest.agent_user.clone()
     };
     if observed.systemd_running {
-        if observed.unit(PROXY_UNIT).active {
+        // Also when not "active": a failing proxy sits in its Restart= loop ("activating").
+        if observed.unit(PROXY_UNIT).installed {
             plan.steps.push(Step::StopUnit {
                 unit: PROXY_UNIT.into(),
             });
@@ -797,8 +825,42 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
         plan.notes
             .push("systemd is not running: no unit is stopped".into());
     }
+    // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
+    let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
+    for path in [
+        paths::RULE_FILE,
+        paths::SUDOERS_DROPIN,
+        paths::PROXY_UNIT_DROPIN,
+        paths::LAUNCHER,
+    ] {
+        files.insert(path.into());
+    }
+    files.extend(
+        observed
+            .files
+            .keys()
+            .filter(|p| p.starts_with(paths::WRAPPER_DIR))
+            .cloned(),
+    );
+    // The purge list is state: it must outlive remove, for postrm purge.
+    files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
+    // First take away the way to start agents (sudoers grant, launcher, wrappers), so no new
+    // agent starts between ending the running ones and deleting the table.
+    let (launch, rest): (Vec<_>, Vec<_>) = files.into_iter().partition(|path| {
+        path.as_str() == paths::SUDOERS_DROPIN || path.starts_with(paths::WRAPPER_DIR)
+    });
+    let remove_files = |plan: &mut Plan, paths: Vec<Utf8PathBuf>| {
+        for path in paths {
+            let previous = observed.file(&path);
+            if previous != FileState::Absent {
+                plan.steps.push(Step::RemoveFile { path, previous });
+            }
+        }
+    };
+    remove_files(&mut plan, launch);
     plan.steps.push(Step::EndProcesses {
         user: agent,
+        uid: None,
         grace_seconds: 5,
     });
     if observed.systemd_running && observed.unit(CONTAINMENT_UNIT).active {
@@ -821,31 +883,12 @@ pub fn plan_remove(config_agent: &str, observed: &Observed) -> Plan {
             });
         }
     }
-    // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
-    let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
-    for path in [
-        paths::RULE_FILE,
-        paths::SUDOERS_DROPIN,
-        paths::PROXY_UNIT_DROPIN,
-        paths::LAUNCHER,
-    ] {
-        files.insert(path.into());
-    }
-    files.extend(
-        observed
-            .files
-            .keys()
-            .filter(|p| p.starts_with(paths::WRAPPER_DIR))
-            .cloned(),
-    );
-    for path in files {
-        let previous = observed.file(&path);
-        if previous != FileState::Absent {
-            plan.steps.push(Step::RemoveFile { path, previous });
-        }
-    }
+    remove_files(&mut plan, rest);
     for dir in [
         paths::WRAPPER_DIR,
+        Utf8Path::new(paths::RULE_FILE)
+            .parent()
+            .map_or("", |p| p.as_str()),
         Utf8Path::new(paths::PROXY_UNIT_DROPIN)
             .parent()
             .map_or("", |p| p.as_str()),
@@ -926,6 +969,7 @@ mod tests {
             users_created: &[],
             groups_created: &[],
             version: "0.1.0",
+            agent_uid: 987,
             now: 1000,
         })
     }
@@ -1026,6 +1070,7 @@ mod tests {
             users_created: &[],
             groups_created: &[],
             version: "0.2.0",
+            agent_uid: 987,
             now: 2000,
         });
         assert_eq!(ids(&plan), ["manifest"]);
@@ -1219,6 +1264,9 @@ mod tests {
         assert!(text.contains("user cc-agent\nuser pipelock-proxy\ngroup pipelock-operators\n"));
         let after = simulate(&empty_host(), &plan);
         assert!(after.manifest.as_ref().unwrap().delete_users_on_purge);
+        // Remove keeps it: postrm purge reads it after the conffile is gone.
+        let remove = plan_remove("cc-agent", &after);
+        assert!(!ids(&remove).contains(&format!("remove:{PURGE_ACCOUNTS_FILE}")));
         // Turning it off again removes the list.
         config.users.delete_on_purge = false;
         let plan = apply(&config, &after);
@@ -1294,9 +1342,13 @@ mod tests {
         let plan = remove_and_check(&host);
         let ids = ids(&plan);
         let stop_proxy = position(&plan, "systemd:stop:pipelock-proxy.service");
+        let sudoers = position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
+        let launcher = position(&plan, &format!("remove:{}", paths::LAUNCHER));
         let end = position(&plan, "processes:cc-agent");
         let delete = position(&plan, "nft:delete");
         assert!(stop_proxy < end && end < delete, "{ids:?}");
+        // No new agent can start between ending the old ones and deleting the table.
+        assert!(sudoers < end && launcher < end, "{ids:?}");
         for path in [paths::RULE_FILE, paths::SUDOERS_DROPIN, paths::LAUNCHER] {
             position(&plan, &format!("remove:{path}"));
         }
@@ -1306,7 +1358,10 @@ mod tests {
     fn remove_and_check(host: &Observed) -> Plan {
         let plan = plan_remove("cc-agent", host);
         let after = simulate(host, &plan);
-        assert!(after.files.values().all(|f| *f == FileState::Absent));
+        assert!(after
+            .files
+            .iter()
+            .all(|(p, f)| *f == FileState::Absent || p == PURGE_ACCOUNTS_FILE));
         assert_eq!(after.nft, NftState::Absent);
         assert!(after.manifest.as_ref().unwrap().files.is_empty());
         plan
@@ -1327,6 +1382,32 @@ mod tests {
         let plan = plan_remove("cc-agent", &host);
         position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
         assert!(!ids(&plan).contains(&"manifest".to_string()));
+    }
+
+    #[test]
+    fn a_changed_agent_uid_ends_the_former_agents_processes_before_the_swap() {
+        let config = Config::defaults();
+        let after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        assert_eq!(after.manifest.as_ref().unwrap().agent_uid, Some(987));
+        let mut facts = facts();
+        facts.agent.uid = 990;
+        let files = crate::render::render_all(&config, &facts).unwrap();
+        let plan = plan_apply(&ApplyInput {
+            config: &config,
+            rendered: &files,
+            observed: &after,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            agent_uid: 990,
+            now: 3000,
+        });
+        let end = position(&plan, "processes:cc-agent");
+        assert!(matches!(
+            &plan.steps[end],
+            Step::EndProcesses { uid: Some(987), .. }
+        ));
+        assert!(end < position(&plan, "nft:load"));
     }
 
     #[test]

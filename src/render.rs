@@ -191,6 +191,34 @@ fn template_context<'a>(config: &'a Config, facts: &'a Facts) -> TemplateContext
     }
 }
 
+/// The sudoers drop-in that lets operators run `grant`, `revoke` and `grants` as root (the
+/// helper then allows them only their own directories). A file of its own, beside the agent
+/// rule, so either can change without touching the other.
+pub fn render_grants_sudoers(config: &Config) -> Result<RenderedFile> {
+    let mut handlebars = Handlebars::new();
+    handlebars.set_strict_mode(true);
+    handlebars.register_escape_fn(handlebars::no_escape);
+    handlebars
+        .register_template_string(
+            "sudoers-grants",
+            include_str!("../pkg/templates/sudoers-grants.hbs"),
+        )
+        .context("template sudoers-grants does not parse")?;
+    let data = serde_json::json!({
+        "header": HEADER,
+        "operators_group": config.users.operators_group,
+        "helper": paths::HELPER,
+    });
+    Ok(RenderedFile {
+        path: paths::SUDOERS_GRANTS_DROPIN.into(),
+        kind: FileKind::Sudoers,
+        mode: 0o440,
+        contents: handlebars
+            .render("sudoers-grants", &data)
+            .context("rendering template sudoers-grants")?,
+    })
+}
+
 /// Quote one ExecStart argument for systemd: plain words stay bare.
 fn systemd_quote(arg: &str) -> String {
     let escaped = arg
@@ -221,6 +249,50 @@ mod tests {
         assert_eq!(systemd_quote("50%"), "\"50%%\"");
         assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");
         assert_eq!(systemd_quote(""), "\"\"");
+    }
+
+    #[test]
+    fn grants_sudoers_allows_only_the_grant_commands_as_root() {
+        let file = render_grants_sudoers(&Config::defaults()).unwrap();
+        assert_eq!(file.path, "/etc/sudoers.d/pipelock-containment-grants");
+        assert_eq!(file.mode, 0o440);
+        let rules: Vec<&str> = file
+            .contents
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "Cmnd_Alias PIPELOCK_GRANTS = /usr/bin/pipelock-containment grant *, \
+                 /usr/bin/pipelock-containment revoke *, /usr/bin/pipelock-containment grants, \
+                 /usr/bin/pipelock-containment grants *",
+                "Defaults!PIPELOCK_GRANTS env_reset",
+                "%pipelock-operators ALL=(root) NOPASSWD: PIPELOCK_GRANTS",
+            ]
+        );
+        // visudo is the judge where it is installed.
+        if std::process::Command::new("visudo")
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("grants");
+            std::fs::write(&path, &file.contents).unwrap();
+            let out = std::process::Command::new("visudo")
+                .arg("-cf")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "visudo -cf: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            eprintln!("SKIPPED: visudo check of the grants sudoers: visudo not installed");
+        }
     }
 
     #[test]

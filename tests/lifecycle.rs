@@ -206,6 +206,7 @@ PIPELOCK_CONTAINMENT_FAIL_AT=validate:/etc/nftables.d/pipelock-containment.nft \
 mkdir -p /var/lib/pipelock-containment/wrappers
 snap > /tmp/before; nft list ruleset > /tmp/rules-before
 check() {
+    grep -q "the host is as before" /tmp/out || fail "rollback after $1 not reported complete"
     snap > /tmp/after; nft list ruleset > /tmp/rules-after
     diff /tmp/before /tmp/after || fail "files differ after $1"
     diff /tmp/rules-before /tmp/rules-after || fail "ruleset differs after $1"
@@ -376,4 +377,216 @@ fn maintainer_scripts_parse_and_pass_shellcheck() {
         "shellcheck:\n{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    if which("systemd-analyze").is_none() {
+        skip(
+            "units_pass_systemd_analyze_verify",
+            "systemd-analyze is not installed",
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let dir = std::env::temp_dir().join(format!("lifecycle-units-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nftables.service.d")).unwrap();
+    for unit in ["pipelock-containment.service", "pipelock-proxy.service"] {
+        std::fs::copy(root.join(unit), dir.join(unit)).unwrap();
+    }
+    std::fs::copy(
+        root.join("nftables.service.d/pipelock-containment.conf"),
+        dir.join("nftables.service.d/pipelock-containment.conf"),
+    )
+    .unwrap();
+    // A stand-in nftables.service, so the drop-in and the ordering are checked too.
+    std::fs::write(
+        dir.join("nftables.service"),
+        "[Unit]\nDescription=nftables\nDefaultDependencies=no\nBefore=network-pre.target\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/nft -f /etc/nftables.conf\n\
+         ExecReload=/usr/sbin/nft -f /etc/nftables.conf\nExecStop=/usr/sbin/nft flush ruleset\n",
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .args([
+            "verify",
+            "--man=no",
+            "nftables.service",
+            "pipelock-containment.service",
+            "pipelock-proxy.service",
+        ])
+        .current_dir(&dir)
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
+
+#[test]
+fn deb_maintainer_scripts_handle_every_argument() {
+    if needs_root("deb_maintainer_scripts_handle_every_argument") {
+        return;
+    }
+    let sandbox = Sandbox::new("debscripts");
+    let out = sandbox.must(&format!(
+        r#"
+D={root}/debian
+sh -e $D/postinst configure "" > /tmp/out 2>&1 || {{ cat /tmp/out; fail "postinst configure (install)"; }}
+nft list table inet pipelock_containment >/dev/null || fail "no table after install"
+nft list ruleset > /tmp/rules
+# Upgrade: prerm upgrade must not touch the table; postinst configure re-applies atomically.
+sh -e $D/prerm upgrade 0.2.0 || fail "prerm upgrade"
+nft list ruleset | diff /tmp/rules - || fail "prerm upgrade changed the ruleset"
+sh -e $D/prerm failed-upgrade 0.1.0 || fail "prerm failed-upgrade"
+sh -e $D/prerm deconfigure in-favour other 1.0 || fail "prerm deconfigure"
+nft list ruleset | diff /tmp/rules - || fail "prerm opened a window"
+sh -e $D/postrm upgrade 0.2.0 || fail "postrm upgrade"
+sh -e $D/postinst configure 0.1.0 > /tmp/out 2>&1 || fail "postinst configure (upgrade)"
+grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade with same templates changed something"; }}
+for a in abort-upgrade abort-remove abort-deconfigure; do
+    sh -e $D/postinst $a 0.1.0 >/dev/null 2>&1 || fail "postinst $a"
+done
+sh -e $D/postrm abort-install || fail "postrm abort-install"
+sh -e $D/postrm abort-upgrade 0.1.0 || fail "postrm abort-upgrade"
+sh -e $D/postrm failed-upgrade 0.1.0 || fail "postrm failed-upgrade"
+sh -e $D/postinst bogus 2>/dev/null && fail "postinst accepted an unknown argument"
+sh -e $D/prerm bogus 2>/dev/null && fail "prerm accepted an unknown argument"
+sh -e $D/postrm bogus 2>/dev/null && fail "postrm accepted an unknown argument"
+# Opt in, then remove and purge as dpkg does: prerm remove, files (helper, conffile) gone,
+# postrm remove, postrm purge.
+sed -i 's/delete_on_purge = false/delete_on_purge = true/' /etc/pipelock-containment/containment.toml
+sh -e $D/postinst configure 0.1.0 >/dev/null || fail "apply opt-in"
+sh -e $D/prerm remove > /tmp/out 2>&1 || {{ cat /tmp/out; fail "prerm remove"; }}
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after prerm remove"
+[ ! -e /etc/sudoers.d/pipelock-containment ] || fail "sudoers left after remove"
+rm /usr/bin/pipelock-containment /etc/pipelock-containment/containment.toml
+sh -e $D/postrm remove || fail "postrm remove"
+getent passwd cc-agent >/dev/null || fail "users deleted on remove"
+sh -e $D/postrm purge || fail "postrm purge"
+getent passwd cc-agent >/dev/null && fail "agent kept despite opt-in"
+getent group pipelock-operators >/dev/null && fail "operators group kept despite opt-in"
+[ ! -e /var/lib/pipelock-containment ] || fail "state left after purge"
+[ ! -e /etc/pipelock-containment ] || fail "config dir left after purge"
+echo OK
+"#,
+        root = env!("CARGO_MANIFEST_DIR")
+    ));
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn rpm_scriptlets_follow_dollar_one() {
+    if needs_root("rpm_scriptlets_follow_dollar_one") {
+        return;
+    }
+    let sandbox = Sandbox::new("rpmscripts");
+    let out = sandbox.must(&format!(
+        r#"
+R={root}/rpm
+sh $R/pre.sh 1 || fail "%pre 1"
+getent passwd cc-agent >/dev/null || fail "%pre created no agent"
+sh $R/post.sh 1 > /tmp/out 2>&1 || {{ cat /tmp/out; fail "%post 1"; }}
+[ -d "$(getent passwd cc-agent | cut -d: -f6)" ] || fail "agent home missing after %pre + %post"
+nft list ruleset > /tmp/rules
+# rpm -U: new %pre 2, new %post 2, old %preun 1, old %postun 1.
+sh $R/pre.sh 2 && sh $R/post.sh 2 > /tmp/out 2>&1 || fail "%post 2"
+grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade changed something"; }}
+sh $R/preun.sh 1 && sh $R/postun.sh 1 || fail "%preun/%postun 1"
+nft list ruleset | diff /tmp/rules - || fail "upgrade scriptlets touched the ruleset"
+[ -f /var/lib/pipelock-containment/manifest.json ] || fail "%postun 1 removed the state"
+# rpm -e: %preun 0, files removed, %postun 0.
+sh $R/preun.sh 0 > /tmp/out 2>&1 || {{ cat /tmp/out; fail "%preun 0"; }}
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after erase"
+rm /usr/bin/pipelock-containment
+sh $R/postun.sh 0 || fail "%postun 0"
+[ ! -e /var/lib/pipelock-containment ] || fail "state left after erase"
+getent passwd cc-agent >/dev/null || fail "users deleted without opt-in"
+echo OK
+"#,
+        root = env!("CARGO_MANIFEST_DIR")
+    ));
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn image_build_without_kernel_nftables_defers_the_table() {
+    if needs_root("image_build_without_kernel_nftables_defers_the_table") {
+        return;
+    }
+    let sandbox = Sandbox::new("image");
+    let out = sandbox.must(
+        r#"
+# No CAP_NET_ADMIN: the kernel's nftables is out of reach, as in an image build.
+nocap() { setpriv --bounding-set -net_admin --inh-caps -net_admin "$@"; }
+nocap nft list tables >/dev/null 2>&1 && fail "nft still reachable without CAP_NET_ADMIN"
+nocap pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply without nftables"; }
+cat /tmp/out
+grep -q "^deferred: the kernel's nftables is not reachable" /tmp/out || fail "table deferral not said"
+grep -q "loads /etc/nftables.d/pipelock-containment.nft at first boot" /tmp/out || fail "first boot not said"
+grep -q "^deferred: systemd is not running" /tmp/out || fail "unit deferral not said"
+[ -f /etc/nftables.d/pipelock-containment.nft ] || fail "rule file not rendered"
+[ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "unit not enabled"
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table loaded in an image build"
+jq -e '.table_loaded == false' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest"
+nocap pipelock-containment apply | grep -qx "no changes" || fail "second image-build apply changed something"
+# First boot with the kernel back: the next apply loads the table.
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply with nftables"; }
+grep -q "load the nft table" /tmp/out || { cat /tmp/out; fail "table not loaded once reachable"; }
+nft list table inet pipelock_containment >/dev/null || fail "table missing"
+echo OK
+"#,
+    );
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn accounts_come_from_sysusers_when_packaged_and_names_are_defaults() {
+    if needs_root("accounts_come_from_sysusers_when_packaged_and_names_are_defaults") {
+        return;
+    }
+    let sandbox = Sandbox::new("sysusers");
+    let out = sandbox.must(
+        r#"
+cat > /usr/lib/sysusers.d/pipelock-containment.conf <<'X'
+g pipelock-operators -
+u pipelock-proxy - "pipelock egress proxy" /var/lib/pipelock /usr/sbin/nologin
+u cc-agent - "pipelock-contained agent" /var/lib/cc-agent /usr/sbin/nologin
+X
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply"; }
+grep -q "systemd-sysusers /usr/lib/sysusers.d/pipelock-containment.conf" /tmp/out || { cat /tmp/out; fail "sysusers not used"; }
+getent passwd cc-agent | grep -q ":/var/lib/cc-agent:/usr/sbin/nologin$" || fail "agent account"
+[ "$(stat -c '%U %a' /var/lib/cc-agent)" = "cc-agent 750" ] || fail "agent home not made"
+pipelock-containment apply | grep -qx "no changes" || fail "not idempotent"
+
+# A renamed agent is not in the packaged file: adduser/useradd instead, with the config's home.
+# The former agent's processes would be uncontained under the new table: they are ended.
+old_uid=$(id -u cc-agent)
+setpriv --reuid cc-agent --regid cc-agent --clear-groups sleep 1000 &
+sleep 0.2
+sed -i -e 's/^agent = "cc-agent"/agent = "lifecycle-robot"/' -e 's|^agent_home = .*|agent_home = "/srv/lifecycle-robot"|' \
+    /etc/pipelock-containment/containment.toml
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply renamed"; }
+grep -q "create system user lifecycle-robot (home /srv/lifecycle-robot)" /tmp/out || { cat /tmp/out; fail "renamed user"; }
+[ "$(stat -c '%U %a' /srv/lifecycle-robot)" = "lifecycle-robot 750" ] || fail "renamed home"
+grep -q "former agent UID $old_uid" /tmp/out || { cat /tmp/out; fail "former agent's processes not ended"; }
+[ "$(pgrep -c -u "$old_uid" || true)" = 0 ] || fail "a former agent process survives"
+uid=$(id -u lifecycle-robot)
+nft list table inet pipelock_containment | grep -q "meta skuid $uid jump" || fail "table not re-rendered for the new agent"
+echo OK
+"#,
+    );
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
 }

@@ -206,11 +206,27 @@ pub fn observe_user_units() -> Vec<UserUnitLink> {
             ) else {
                 continue;
             };
+            let was_active = match &owner {
+                Some(owner) if systemd_running() => run(
+                    "systemctl",
+                    &[
+                        "--user",
+                        "-M",
+                        &format!("{owner}@"),
+                        "is-active",
+                        "--quiet",
+                        plan::USER_PIPELOCK_UNIT,
+                    ],
+                )
+                .map(|out| out.status.success())
+                .unwrap_or(false),
+                _ => false,
+            };
             links.push(UserUnitLink {
                 owner: owner.clone(),
                 link,
                 target,
-                was_active: false,
+                was_active,
             });
         }
     }
@@ -250,6 +266,38 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         units,
         user_unit_links: observe_user_units(),
     })
+}
+
+/// One run at a time (dpkg and an admin may call apply together): an exclusive lock on
+/// /run/lock/pipelock-containment.lock, held until the returned guard drops. No /run (an odd
+/// chroot): no lock.
+pub fn lock(log: Log<'_>) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = ["/run/lock", "/run"]
+        .into_iter()
+        .find(|d| Utf8Path::new(d).is_dir());
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let path = Utf8Path::new(dir).join("pipelock-containment.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening the lock {path}"))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => Ok(Some(guard)),
+        Err((file, _)) => {
+            log(&format!(
+                "waiting for another pipelock-containment run ({path})"
+            ));
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map(Some)
+                .map_err(|(_, err)| anyhow!("locking {path}: {err}"))
+        }
+    }
 }
 
 /// Refuse to run over upstream `pipelock contain`.
@@ -352,19 +400,25 @@ impl<'a> Executor<'a> {
                     self.errors.push(format!("{id}: {err:#}"));
                     continue;
                 }
-                let undone = self.rollback();
+                let (undone, failed) = self.rollback();
+                let outcome = if failed.is_empty() {
+                    "the host is as before".to_string()
+                } else {
+                    format!("ROLLBACK INCOMPLETE, check by hand: {}", failed.join("; "))
+                };
                 return Err(err.context(format!(
-                    "step `{id}` ({step}) failed; rolled back {undone} completed step(s), the \
-                     host is as before"
+                    "step `{id}` ({step}) failed; rolled back {undone} completed step(s), \
+                     {outcome}"
                 )));
             }
         }
         Ok(())
     }
 
-    fn rollback(&mut self) -> usize {
+    fn rollback(&mut self) -> (usize, Vec<String>) {
         let records = std::mem::take(&mut self.undo);
         let count = records.len();
+        let mut failed = Vec::new();
         let mut reload = false;
         let mut restart_proxy = false;
         for (id, undo) in records.into_iter().rev() {
@@ -375,6 +429,7 @@ impl<'a> Executor<'a> {
             }
             if let Err(err) = self.undo_one(&undo) {
                 (self.log)(&format!("  rollback of {id} FAILED: {err:#}"));
+                failed.push(format!("{id}: {err:#}"));
             } else {
                 (self.log)(&format!("  rolled back {id}"));
             }
@@ -385,12 +440,13 @@ impl<'a> Executor<'a> {
                 let _ = run("systemctl", &["try-restart", plan::PROXY_UNIT]);
             }
         }
-        count
+        (count, failed)
     }
 
     fn undo_one(&mut self, undo: &Undo) -> Result<()> {
         match undo {
             Undo::RestoreFile { path, previous } => match previous {
+                FileState::Absent if std::fs::symlink_metadata(path).is_err() => Ok(()),
                 FileState::Absent => match std::fs::remove_file(path) {
                     Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                         Err(err).with_context(|| format!("removing {path}"))
@@ -440,15 +496,20 @@ impl<'a> Executor<'a> {
                 contents,
             } => validate(path, *validator, contents, &self.nft_before, self.log),
             Step::DisableUserUnit { link } => {
-                if self.systemd_running {
-                    if let Some(owner) = &link.owner {
-                        let machine = format!("{owner}@");
-                        // Best effort: the user may have no running manager.
-                        let _ = run(
-                            "systemctl",
-                            &["--user", "-M", &machine, "stop", plan::USER_PIPELOCK_UNIT],
-                        );
-                    }
+                if let (true, Some(owner)) = (link.was_active, &link.owner) {
+                    let machine = format!("{owner}@");
+                    self.record(
+                        format!("{id}:stop"),
+                        Undo::Systemctl(
+                            ["--user", "-M", &machine, "start", plan::USER_PIPELOCK_UNIT]
+                                .map(String::from)
+                                .to_vec(),
+                        ),
+                    );
+                    run_ok(
+                        "systemctl",
+                        &["--user", "-M", &machine, "stop", plan::USER_PIPELOCK_UNIT],
+                    )?;
                 }
                 std::fs::remove_file(&link.link)
                     .with_context(|| format!("removing {}", link.link))?;
@@ -584,17 +645,15 @@ impl<'a> Executor<'a> {
             .map(drop),
             Step::EndProcesses {
                 user,
+                uid,
                 grace_seconds,
             } => {
-                let message = end_processes(user, Duration::from_secs(*grace_seconds))?;
+                let message = end_processes(user, *uid, Duration::from_secs(*grace_seconds))?;
                 (self.log)(&format!("  {message}"));
                 Ok(())
             }
-            Step::DeleteNftTable => run_ok(
-                "nft",
-                &["delete", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
-            )
-            .map(drop),
+            // Already gone (the unit's ExecStop deleted it) is fine.
+            Step::DeleteNftTable => restore_table(None),
             Step::RemoveDirIfEmpty { path } => {
                 if let Ok(mut entries) = std::fs::read_dir(path) {
                     if entries.next().is_none() {
@@ -610,6 +669,15 @@ impl<'a> Executor<'a> {
                     }
                     std::os::unix::fs::symlink(&link.target, &link.link)
                         .with_context(|| format!("re-creating {}", link.link))?;
+                }
+                if let (true, true, Some(owner)) =
+                    (link.was_active, self.systemd_running, &link.owner)
+                {
+                    let machine = format!("{owner}@");
+                    run_ok(
+                        "systemctl",
+                        &["--user", "-M", &machine, "start", plan::USER_PIPELOCK_UNIT],
+                    )?;
                 }
                 Ok(())
             }
@@ -649,6 +717,7 @@ fn validate(
                     ));
                     Ok(())
                 }
+                (Err(err), _) if err.to_string().contains("not found on PATH") => Err(err),
                 (Err(err), _) => Err(err.context(format!("nft rejects the rendered {path}"))),
             },
         }
@@ -829,7 +898,7 @@ fn run_account_step(step: &Step) -> Result<()> {
     }
 }
 
-/// Every PID whose real or effective UID is `uid` (from /proc), except ourselves.
+/// Every live (not zombie) PID whose real or effective UID is `uid` (from /proc), except ourselves.
 pub fn processes_of(uid: u32) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut pids = Vec::new();
@@ -850,6 +919,13 @@ pub fn processes_of(uid: u32) -> Vec<i32> {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
+        // A zombie has ended already; only its parent can reap it.
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            continue;
+        }
         let uids = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
@@ -867,11 +943,12 @@ pub fn processes_of(uid: u32) -> Vec<i32> {
 }
 
 /// SIGTERM every process of `user`, wait up to `grace`, SIGKILL what is left.
-pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
-    let Some(account) = User::from_name(user)? else {
-        return Ok(format!("no user {user}: no process to end"));
+pub fn end_processes(user: &str, uid: Option<u32>, grace: Duration) -> Result<String> {
+    let uid = match (uid, User::from_name(user)?) {
+        (Some(uid), _) => uid,
+        (None, Some(account)) => account.uid.as_raw(),
+        (None, None) => return Ok(format!("no user {user}: no process to end")),
     };
-    let uid = account.uid.as_raw();
     let found = processes_of(uid);
     if found.is_empty() {
         return Ok(format!("no process was running as {user}"));
@@ -889,8 +966,23 @@ pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
     for pid in &left {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
+    // Children forked since the last scan get SIGKILL too, until none is left.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !processes_of(uid).is_empty() && Instant::now() < deadline {
+    loop {
+        let left = processes_of(uid);
+        if left.is_empty() || Instant::now() >= deadline {
+            if !left.is_empty() {
+                bail!(
+                    "{} process(es) of {user} (UID {uid}) survived SIGKILL: {:?}",
+                    left.len(),
+                    left
+                );
+            }
+            break;
+        }
+        for pid in &left {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(format!(
@@ -899,6 +991,26 @@ pub fn end_processes(user: &str, grace: Duration) -> Result<String> {
         found.len() - killed,
         grace.as_secs()
     ))
+}
+
+/// The agent's home exists, owned by the agent, mode 0750 (sysusers and rpm %pre make none).
+/// Like the accounts, it is created and never removed.
+fn ensure_agent_home(config: &Config, log: Log<'_>) -> Result<()> {
+    let Some(user) = User::from_name(&config.users.agent)? else {
+        return Ok(());
+    };
+    let home =
+        Utf8PathBuf::from_path_buf(user.dir).unwrap_or_else(|_| config.users.agent_home.clone());
+    if home.exists() || home.as_str() == "/nonexistent" || home.as_str() == "/" {
+        return Ok(());
+    }
+    log(&format!("  create the agent's home {home}"));
+    create_parents(&home.join("x"))?;
+    nix::unistd::chown(home.as_std_path(), Some(user.uid), Some(user.gid))
+        .with_context(|| format!("chown {home}"))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("chmod {home}"))?;
+    Ok(())
 }
 
 /// The outcome of `apply_host`, for output.
@@ -944,6 +1056,7 @@ pub fn plan_for_host(
         users_created,
         groups_created,
         version: env!("CARGO_PKG_VERSION"),
+        agent_uid: facts.agent.uid,
         now,
     });
     Ok((plan, observed, warnings))
@@ -951,6 +1064,7 @@ pub fn plan_for_host(
 
 /// Apply for real: accounts, then plan and execute with rollback.
 pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
+    let _lock = lock(log)?;
     refuse_upstream()?;
     let accounts = observe_accounts(config)?;
     let account_steps = plan::plan_accounts(config, &accounts);
@@ -978,6 +1092,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
             groups_created.push(config.users.operators_group.clone());
         }
     }
+    ensure_agent_home(config, log)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -993,6 +1108,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
 
 /// Remove (best effort: every step is tried; errors are collected and returned).
 pub fn remove_host(config_agent: &str, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+    let _lock = lock(log)?;
     let observed = observe(&[])?;
     let plan = plan::plan_remove(config_agent, &observed);
     let mut executor = Executor::new(log, &observed);
