@@ -39,6 +39,17 @@ pub enum Command {
     Render(RenderArgs),
     /// Check a config file and print it with every default filled in.
     CheckConfig(CheckConfigArgs),
+    /// Check every containment property of this host; exit 0 all pass, 1 any fail, 2 any skipped.
+    Verify(VerifyArgs),
+    /// One screen: roles and UIDs, the table and its counters, units, last apply, drift, tools.
+    Status(StatusArgs),
+    /// Blocked attempts by the agent, from the kernel log (the rule's log prefix).
+    Blocked(BlockedArgs),
+    /// Write Prometheus metrics (for node_exporter's textfile collector).
+    Metrics(MetricsArgs),
+    /// The agent-side half of verify's probes (verify runs it as the agent user).
+    #[command(hide = true)]
+    AgentProbe(AgentProbeArgs),
     /// Create the users, render, validate and install everything, load the table (root).
     ///
     /// Idempotent: a second run changes nothing and prints "no changes". If a step fails, the
@@ -235,6 +246,62 @@ pub struct RenderArgs {
 pub struct CheckConfigArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the result as JSON (schema: docs/verify-schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Also fetch URL as the agent through the proxy, and directly as the caller.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Log lines are rate-limited (network.log_rate_per_minute); \
+    `status` shows the counters, which count every blocked packet. In a container the kernel \
+    writes netfilter log lines to the host's kernel log, not the container's journal: read them \
+    there (`dmesg | pipelock-containment blocked --from -`)."
+)]
+pub struct BlockedArgs {
+    /// Only attempts since TIME (any journalctl --since value: "1 hour ago", "today", "2026-11-30 08:00").
+    #[arg(long, value_name = "TIME", conflicts_with = "from")]
+    pub since: Option<String>,
+    /// Read kernel log text (dmesg output) or journal JSON from FILE instead of the journal; `-` is stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<std::path::PathBuf>,
+    /// Print the attempts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write to FILE atomically (temporary file and rename) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentProbeArgs {
+    /// Probes: udp:ADDR:PORT, tcp:ADDR:PORT or read:PATH.
+    #[arg(required = true)]
+    pub specs: Vec<String>,
 }
 
 /// The clap command, for the man page and completions.

@@ -3,13 +3,15 @@
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    ApplyArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli, Command, RemoveArgs, RenderArgs,
-    ToolEditArgs, ToolsCommand, ToolsListArgs,
+    AgentProbeArgs, ApplyArgs, BlockedArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli,
+    Command, MetricsArgs, RemoveArgs, RenderArgs, StatusArgs, ToolEditArgs, ToolsCommand,
+    ToolsListArgs, VerifyArgs,
 };
 use crate::config::{Config, ConfigError};
 use crate::exit;
 use crate::host;
 use crate::render;
+use crate::verify;
 
 mod grants_cli;
 
@@ -18,6 +20,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Render(args) => render_command(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Verify(args) => verify_command(args),
+        Command::AgentProbe(args) => agent_probe(args),
+        Command::Status(args) => status_command(args),
+        Command::Blocked(args) => blocked_command(args),
+        Command::Metrics(args) => metrics_command(args),
         Command::Apply(args) => apply_command(args),
         Command::Remove(args) => remove_command(args, false),
         Command::Purge(args) => remove_command(args, true),
@@ -213,6 +220,90 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         return Ok(exit::OK);
     }
     Ok(exit::FAILURE)
+}
+
+fn verify_command(args: VerifyArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if let Some(code) = need_root_to_read("verify") {
+        return Ok(code);
+    }
+    let options = host::verify::Options {
+        url: args.url,
+        agent_probes: true,
+    };
+    let observations = host::verify::observe(&config, &options);
+    let report = verify::Report::new(
+        host::verify::hostname(),
+        verify::evaluate(&config, &observations),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.exit_code())
+}
+
+fn agent_probe(args: AgentProbeArgs) -> Result<i32> {
+    for (spec, word) in host::verify::agent_probe(&args.specs) {
+        println!("{spec}\t{word}");
+    }
+    Ok(exit::OK)
+}
+
+fn status_command(args: StatusArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    let view = host::verify::status_view(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", view.to_text());
+    }
+    Ok(exit::OK)
+}
+
+fn blocked_command(args: BlockedArgs) -> Result<i32> {
+    let source = match args.from {
+        Some(path) => host::verify::LogSource::File(path),
+        None => host::verify::LogSource::Journal { since: args.since },
+    };
+    let entries = host::verify::read_blocked(&source)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "entries": entries }))?
+        );
+    } else if entries.is_empty() {
+        println!("no blocked attempts in the kernel log");
+    } else {
+        print!("{}", crate::blocked::to_text(&entries));
+    }
+    Ok(exit::OK)
+}
+
+fn metrics_command(args: MetricsArgs) -> Result<i32> {
+    let config = host::fs::read_config(&args.config.config)?;
+    if let Some(code) = need_root_to_read("metrics") {
+        return Ok(code);
+    }
+    let text = crate::metrics::render(&host::verify::metrics_input(&config));
+    match &args.output {
+        Some(path) => host::verify::write_atomic(path, &text, 0o644)?,
+        None => print!("{text}"),
+    }
+    Ok(exit::OK)
+}
+
+/// verify and metrics read the kernel's table and probe as the agent: both need root.
+fn need_root_to_read(what: &str) -> Option<i32> {
+    if host::apply::is_root() {
+        return None;
+    }
+    eprintln!(
+        "pipelock-containment: {what} reads the nft table and runs probes as the agent user, \
+         which needs root: run it with sudo (`pipelock-containment status` works without root)"
+    );
+    Some(exit::NEED_ROOT)
 }
 
 fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {

@@ -440,6 +440,26 @@ mod tests {
     }
 
     #[test]
+    fn config_refuses_passthrough_that_would_undo_containment() {
+        let shipped = crate::config::DEFAULT_CONFIG_TOML;
+        for name in [
+            "LD_PRELOAD",
+            "HTTPS_PROXY",
+            "PIPELOCK_CONTAINMENT_CONFIG",
+            "SUDO_USER",
+        ] {
+            let text = shipped.replace(
+                "env_passthrough = []",
+                &format!("env_passthrough = [\"{name}\"]"),
+            );
+            let err = Config::parse(&text, "t").unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("tools.env_passthrough"), "{name}");
+        }
+        let text = shipped.replace("env_passthrough = []", "env_passthrough = [\"EDITOR\"]");
+        assert!(Config::parse(&text, "t").is_ok());
+    }
+
+    #[test]
     fn ipv6_proxy_url_has_brackets() {
         assert_eq!(proxy_url("::1".parse().unwrap(), 8888), "http://[::1]:8888");
         assert_eq!(

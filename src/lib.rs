@@ -1,5 +1,6 @@
 //! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
 
+pub mod blocked;
 pub mod ca;
 pub mod cli;
 pub mod commands;
@@ -9,7 +10,10 @@ pub mod facts;
 pub mod grants;
 pub mod host;
 pub mod launch;
+pub mod metrics;
 pub mod paths;
 pub mod plan;
 pub mod render;
+pub mod status;
 pub mod tools;
+pub mod verify;

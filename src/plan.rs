@@ -135,6 +135,9 @@ pub struct Observed {
     pub files: BTreeMap<Utf8PathBuf, FileState>,
     pub manifest: Option<Manifest>,
     pub nft: NftState,
+    /// The loaded table differs from what the rule file on disk loads (both listed by nft):
+    /// someone changed it by hand. Apply reloads it.
+    pub table_drift: bool,
     /// `/run/systemd/system` exists: systemd is PID 1 and units can be started.
     pub systemd_running: bool,
     pub units: BTreeMap<String, UnitState>,
@@ -661,9 +664,11 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         NftState::Absent => steps.push(Step::LoadNftTable {
             rule_file: rule_file.clone(),
         }),
-        NftState::Present(_) if rule_file_changed => steps.push(Step::LoadNftTable {
-            rule_file: rule_file.clone(),
-        }),
+        NftState::Present(_) if rule_file_changed || observed.table_drift => {
+            steps.push(Step::LoadNftTable {
+                rule_file: rule_file.clone(),
+            })
+        }
         NftState::Present(_) => {}
     }
     for (path, mode, contents, kind) in desired.iter().filter(|f| f.3 != Some(FileKind::NftRules)) {
@@ -942,6 +947,7 @@ mod tests {
             files: BTreeMap::new(),
             manifest: None,
             nft: NftState::Absent,
+            table_drift: false,
             systemd_running: true,
             units: UNITS
                 .iter()
@@ -998,7 +1004,10 @@ mod tests {
                 Step::RemoveFile { path, .. } => {
                     after.files.insert(path.clone(), FileState::Absent);
                 }
-                Step::LoadNftTable { .. } => after.nft = NftState::Present("table".into()),
+                Step::LoadNftTable { .. } => {
+                    after.nft = NftState::Present("table".into());
+                    after.table_drift = false;
+                }
                 Step::DeleteNftTable => after.nft = NftState::Absent,
                 Step::EnableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = true,
                 Step::DisableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = false,
@@ -1163,6 +1172,22 @@ mod tests {
                 "manifest".into(),
             ]
         );
+    }
+
+    #[test]
+    fn drifted_table_is_reloaded_without_rewriting_files() {
+        let config = Config::defaults();
+        let mut after = simulate(&empty_host(), &apply(&config, &empty_host()));
+        after.table_drift = true; // a rule inserted by hand
+        let plan = apply(&config, &after);
+        assert!(
+            ids(&plan).contains(&"nft:load".to_string()),
+            "{:?}",
+            ids(&plan)
+        );
+        assert!(!ids(&plan).iter().any(|id| id.starts_with("write:")));
+        let again = simulate(&after, &plan);
+        assert!(!ids(&apply(&config, &again)).contains(&"nft:load".to_string()));
     }
 
     #[test]

@@ -301,6 +301,90 @@ mod tests {
         assert!(handlebars.strict_mode());
     }
 
+    fn rendered(tools: &[&str]) -> Vec<RenderedFile> {
+        let mut config = Config::defaults();
+        config.tools.wrap = tools.iter().map(|t| t.to_string()).collect();
+        config.tools.env_passthrough = vec!["EDITOR".into()];
+        let account = |name: &str, uid| Account {
+            name: name.into(),
+            uid,
+            gid: uid,
+            home: "/var/lib/cc-agent".into(),
+        };
+        let facts = Facts {
+            agent: account("cc-agent", 987),
+            proxy: account("pipelock-proxy", 988),
+            login_range: crate::facts::LoginUidRange::default(),
+            distro: crate::facts::DistroPaths::detect("ID=debian\n", |_| true),
+        };
+        render_all(&config, &facts).unwrap()
+    }
+
+    fn contents<'a>(files: &'a [RenderedFile], path: &str) -> &'a str {
+        &files
+            .iter()
+            .find(|file| file.path == path)
+            .unwrap_or_else(|| panic!("{path} not rendered"))
+            .contents
+    }
+
+    #[test]
+    fn launcher_calls_sudo_with_exactly_the_granted_command() {
+        let files = rendered(&["claude", "/opt/aider/bin/aider"]);
+        let launcher = contents(&files, paths::LAUNCHER);
+        assert!(launcher.ends_with(
+            "exec /usr/bin/sudo -n -u cc-agent -- /usr/libexec/pipelock-containment/agent-exec \"$@\"\n"
+        ));
+        let sudoers = contents(&files, paths::SUDOERS_DROPIN);
+        assert!(sudoers.contains(
+            "Cmnd_Alias PIPELOCK_AGENT_EXEC = /usr/libexec/pipelock-containment/agent-exec\n"
+        ));
+        assert!(sudoers.contains("env_keep = \"TERM COLORTERM LANG LANGUAGE LC_* EDITOR\""));
+        assert!(
+            sudoers.contains("%pipelock-operators ALL=(cc-agent) NOPASSWD: PIPELOCK_AGENT_EXEC\n")
+        );
+        assert!(
+            !sudoers.contains("SETENV"),
+            "operators may not set variables"
+        );
+    }
+
+    #[test]
+    fn launcher_runs_no_command_by_name() {
+        // A wrapper may be named like any command; cc-launch must never find one by PATH.
+        let files = rendered(&["id", "sudo", "sh"]);
+        let launcher = contents(&files, paths::LAUNCHER);
+        assert!(launcher.contains("\nPATH=/usr/bin:/bin\nexport PATH\n"));
+        for line in launcher
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            for word in ["id", "sudo"] {
+                for (at, _) in line.match_indices(word) {
+                    let before = line[..at].chars().last();
+                    let after = line[at + word.len()..].chars().next();
+                    let command_position = matches!(before, None | Some(' ' | '\t' | '(' | ';'))
+                        && matches!(after, None | Some(' ' | ';'));
+                    assert!(!command_position, "bare {word:?} in {line:?}");
+                }
+            }
+        }
+        assert!(launcher.contains("*\" pipelock-operators \"*)"));
+        assert!(launcher.contains("exit 77"));
+    }
+
+    #[test]
+    fn wrappers_exec_the_launcher_with_their_tool() {
+        let files = rendered(&["claude", "/opt/aider/bin/aider"]);
+        let wrapper = contents(&files, "/var/lib/pipelock-containment/wrappers/aider");
+        assert!(wrapper.ends_with(
+            "exec /var/lib/pipelock-containment/wrappers/cc-launch '/opt/aider/bin/aider' \"$@\"\n"
+        ));
+        let wrapper = contents(&files, "/var/lib/pipelock-containment/wrappers/claude");
+        assert!(wrapper.starts_with("#!/bin/sh\n"));
+        assert!(wrapper.contains("cc-launch 'claude' \"$@\""));
+    }
+
     #[test]
     fn missing_variable_is_an_error() {
         let mut handlebars = engine().unwrap();

@@ -1,28 +1,29 @@
 //! Root integration tests of the launch path: agent-exec, cc-launch, wrappers and sudoers, in a private sandbox.
 //!
-//! Each test builds its own sandbox (tests/launch/sandbox-setup.sh): a private mount and network
-//! namespace with overlays over /etc, /var/lib and /usr/libexec, real accounts (agent 61234,
-//! proxy 61235, operator `launch-op` 61236 in `pipelock-operators`, non-member `launch-nm`
-//! 61238) that exist only in the overlay, the rendered rule file, sudoers drop-in, wrappers and
-//! agent-exec installed at their real paths, and a veth to an "internet" namespace holding
+//! Each test builds its own sandbox (tests/launch/sandbox.rs and sandbox-setup.sh): a private
+//! mount and network namespace with overlays over /etc, /var/lib and /usr/libexec, real
+//! accounts that exist only in the overlay, the rendered rule file, sudoers drop-in, wrappers
+//! and agent-exec installed at their real paths, and a veth to an "internet" namespace holding
 //! 192.0.2.1 and 2001:db8::1. Nothing on the host changes. Without root they print SKIPPED.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+#[path = "launch/sandbox.rs"]
+mod sandbox;
 
-const AGENT_UID: u32 = 61234;
-const OPERATOR_UID: u32 = 61236;
-const NON_MEMBER_UID: u32 = 61238;
-const WRAPPERS: &str = "/var/lib/pipelock-containment/wrappers";
-const AGENT_EXEC: &str = "/usr/libexec/pipelock-containment/agent-exec";
-const PYTHON: &str = "/usr/bin/python3";
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sandbox::*;
 
 fn root_or_skip(test: &str) -> bool {
     let root = nix::unistd::Uid::effective().is_root();
     if !root {
-        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, nft, sudo)");
+        // Straight to the stderr handle: the test harness hides eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {test}: needs root (namespaces, overlays, nft, sudo)"
+        );
     }
     root
 }
@@ -31,211 +32,13 @@ fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/launch")
 }
 
-/// Start `unshare FLAGS -- sh -c 'echo $$; exec CMD'`, read the inner PID, then wait for
-/// `ready_lines` more lines.
-fn start_namespace(flags: &[&str], cmd: &str, ready_lines: usize) -> (Child, u32) {
-    let mut child = Command::new("unshare")
-        .args(flags)
-        .args(["--fork", "--kill-child", "--", "sh", "-c"])
-        .arg(format!("echo $$; exec {cmd}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("unshare runs");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let pid = line.trim().parse().expect("unshare printed the PID");
-    for _ in 0..ready_lines {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
-    (child, pid)
-}
-
-struct Sandbox {
-    dir: PathBuf,
-    pid: u32,
-    holders: Vec<Child>,
-    proxy: Option<Child>,
-}
-
-impl Sandbox {
-    fn new(name: &str) -> Sandbox {
-        let dir = std::env::temp_dir().join(format!("launch-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (inet, inet_pid) = start_namespace(
-            &["--net"],
-            &format!("{PYTHON} {}/listener.py :: 80", assets().display()),
-            1,
-        );
-        let (sandbox, pid) = start_namespace(&["--mount", "--net"], "sleep 3600", 0);
-        let mut sandbox = Sandbox {
-            dir,
-            pid,
-            holders: vec![sandbox, inet],
-            proxy: None,
-        };
-        let setup = sandbox.enter(&[
-            "sh",
-            &format!("{}/sandbox-setup.sh", assets().display()),
-            sandbox.dir.to_str().unwrap(),
-            env!("CARGO_BIN_EXE_pipelock-containment"),
-            env!("CARGO_BIN_EXE_agent-exec"),
-            &inet_pid.to_string(),
-        ]);
-        assert_ok(&setup, "sandbox setup");
-        // Listeners that must stay out of the agent's reach.
-        let others =
-            sandbox.spawn_listener(&["127.0.0.1", "9999", "::1", "9999", "127.0.0.2", "9999"]);
-        sandbox.holders.push(others);
-        sandbox
-    }
-
-    fn enter(&self, argv: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.pid.to_string(), "-m", "-n", "--"])
-            .args(argv)
-            .stdin(Stdio::null())
-            .output()
-            .expect("nsenter runs")
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        self.enter(&["sh", "-c", script])
-    }
-
-    fn spawn_listener(&self, args: &[&str]) -> Child {
-        let mut child = Command::new("nsenter")
-            .args(["-t", &self.pid.to_string(), "-m", "-n", "--", PYTHON])
-            .arg(assets().join("listener.py"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "listener {args:?} did not start");
-        child
-    }
-
-    fn start_proxy(&mut self) {
-        self.proxy = Some(self.spawn_listener(&["127.0.0.1", "8888"]));
-    }
-
-    fn stop_proxy(&mut self) {
-        if let Some(mut proxy) = self.proxy.take() {
-            let _ = proxy.kill();
-            let _ = proxy.wait();
-        }
-    }
-
-    fn load_rule(&self) {
-        let dir = self.dir.display();
-        assert_ok(
-            &self.sh(&format!("nft -f {dir}/rules.nft")),
-            "loading the rule",
-        );
-    }
-
-    fn delete_table(&self) {
-        assert_ok(
-            &self.sh("nft delete table inet pipelock_containment"),
-            "deleting the table",
-        );
-    }
-
-    fn work(&self) -> String {
-        format!("{}/work", self.dir.display())
-    }
-
-    /// Run a command line as the agent, directly (no sudo), from the shared work directory.
-    fn as_agent(&self, command: &str) -> Output {
-        self.sh(&format!(
-            "cd {} && setpriv --reuid {AGENT_UID} --regid {AGENT_UID} --clear-groups {command}",
-            self.work()
-        ))
-    }
-
-    /// Run a shell command line as a login user whose PATH starts with the wrapper directory,
-    /// with an operator's environment full of secrets. The process limit stops a wrapper that
-    /// would call itself.
-    fn as_user(&self, uid: u32, command: &str) -> Output {
-        self.sh(&format!(
-            "cd {work} && prlimit --nproc=256 setpriv --reuid {uid} --regid {uid} --init-groups \
-             /usr/bin/env -i HOME={dir}/home PATH={WRAPPERS}:/usr/bin:/bin TERM=xterm-256color \
-             COLORTERM=truecolor LANG=C.UTF-8 LC_TIME=C.UTF-8 SSH_AUTH_SOCK=/tmp/ssh-x/agent.1 \
-             AWS_SECRET_ACCESS_KEY=aws-secret AWS_PROFILE=prod GITHUB_TOKEN=ghp_secret \
-             LD_PRELOAD=/nonexistent.so PIPELOCK_CONTAINMENT_CONFIG={dir}/evil.toml \
-             HTTPS_PROXY=http://192.0.2.1:3128 /bin/sh -c '{command}'",
-            work = self.work(),
-            dir = self.dir.display(),
-            command = command.replace('\'', "'\\''"),
-        ))
-    }
-
-    fn marker(&self) -> String {
-        format!("{}/ran", self.work())
-    }
-
-    fn marker_exists(&self) -> bool {
-        self.sh(&format!("test -e {}", self.marker()))
-            .status
-            .success()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.stop_proxy();
-        for child in self.holders.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // The tmpfs on dir vanished with the namespace; only the empty mount point is left.
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
+fn new_sandbox(name: &str) -> Sandbox {
+    Sandbox::new(
+        name,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        Path::new(env!("CARGO_BIN_EXE_pipelock-containment")),
+        Path::new(env!("CARGO_BIN_EXE_agent-exec")),
     )
-}
-
-fn assert_ok(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        describe(output)
-    );
-}
-
-fn assert_refused(output: &Output, code: i32, message: &str, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: wrong exit code: {}",
-        describe(output)
-    );
-    assert!(
-        text(&output.stderr).contains(message),
-        "{what}: message lacks {message:?}: {}",
-        describe(output)
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "{what}: something ran: {}",
-        describe(output)
-    );
 }
 
 fn parse_env(output: &Output) -> BTreeMap<String, String> {
@@ -303,7 +106,7 @@ fn agent_exec_runs_only_allowed_tools_and_only_when_contained() {
     if !root_or_skip("agent_exec_runs_only_allowed_tools_and_only_when_contained") {
         return;
     }
-    let mut sandbox = Sandbox::new("exec");
+    let mut sandbox = new_sandbox("exec");
     let touch = format!("{AGENT_EXEC} sh -c 'touch {}; echo ran'", sandbox.marker());
     let escape = format!("{PYTHON} {}/escape.py", assets().display());
 
@@ -452,7 +255,7 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
     if !root_or_skip("cc_launch_goes_through_sudo_for_operators_only") {
         return;
     }
-    let mut sandbox = Sandbox::new("sudo");
+    let mut sandbox = new_sandbox("sudo");
     // A config the operator would like agent-exec to read instead: allows everything.
     assert_ok(
         &sandbox.sh(&format!(
@@ -485,6 +288,60 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
     let out = op("id -u");
     assert_ok(&out, "the id wrapper");
     assert_eq!(text(&out.stdout).trim(), AGENT_UID.to_string());
+
+    // Everything but the proxy is closed to a tool an operator launched.
+    let out = op(&format!(
+        "cc-launch python3 {}/escape.py",
+        assets().display()
+    ));
+    let open = escapes(&out);
+    assert!(
+        open.is_empty(),
+        "a tool launched by cc-launch got out: {open:?}"
+    );
+
+    // Through the proxy the tool reaches the "internet"; around it, it fails at once.
+    let out = op("cc-launch curl -sS --max-time 5 http://192.0.2.1/");
+    assert_ok(&out, "curl through the proxy");
+    assert_eq!(text(&out.stdout), "hello\n");
+    // Rejected, not dropped: curl's own clock says it failed at once (a drop would take 5 s).
+    let out = op(
+        "cc-launch curl -sS --max-time 5 -w 'time=%{time_total}' --noproxy '*' \
+                  http://192.0.2.1/",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let took: f64 = text(&out.stdout)
+        .trim()
+        .strip_prefix("time=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time: {}", describe(&out)));
+    assert!(took < 1.0, "curl around the proxy took {took} s");
+
+    // A terminal: the tool sees one (sudo keeps it), as an interactive tool needs.
+    let out =
+        op("script -qec \"cc-launch sh -c 'test -t 0 && test -t 1 && echo tty-ok'\" /dev/null");
+    assert!(
+        text(&out.stdout).contains("tty-ok"),
+        "no terminal for the tool: {}",
+        describe(&out)
+    );
+
+    // Ctrl-C on the terminal ends the tool (and cc-launch with it) at once.
+    let out = op(&format!(
+        "{PYTHON} {}/ctrl_c.py cc-launch sh -c 'echo started; sleep 30'",
+        assets().display()
+    ));
+    let report = text(&out.stdout);
+    let took: f64 = report
+        .split("took=")
+        .nth(1)
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ctrl_c.py: {}", describe(&out)));
+    assert!(
+        took < 5.0 && (report.contains("signal=2 ") || report.contains("code=130 ")),
+        "Ctrl-C did not end the tool: {}",
+        describe(&out)
+    );
 
     // Exit codes, signals and pipes.
     assert_eq!(op("sh -c 'exit 42'").status.code(), Some(42));
@@ -531,6 +388,16 @@ fn cc_launch_goes_through_sudo_for_operators_only() {
         assert!(out.stdout.is_empty(), "{attempt} ran: {}", describe(&out));
     }
 
+    // A member is recognised without starting id(1) (the hot path): break id and launch.
+    assert_ok(
+        &sandbox.sh("mount --bind /bin/false /usr/bin/id"),
+        "hiding id",
+    );
+    let out = op("cc-launch sh -c 'echo fast'");
+    assert_ok(&out, "a member's launch without id(1)");
+    assert_eq!(text(&out.stdout).trim(), "fast");
+    assert_ok(&sandbox.sh("umount /usr/bin/id"), "restoring id");
+
     // The table deleted: cc-launch refuses and nothing runs.
     sandbox.delete_table();
     assert_refused(
@@ -567,7 +434,12 @@ fn rendered_launcher_wrappers_and_sudoers_pass_their_checkers() {
     let sudoers = root.join("etc/sudoers.d/pipelock-containment");
     match Command::new("visudo").arg("-cf").arg(&sudoers).output() {
         Ok(out) => assert_ok(&out, "visudo -cf"),
-        Err(_) => eprintln!("SKIPPED: visudo -cf: visudo is not installed (apt-get install sudo)"),
+        Err(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: visudo -cf: visudo is not installed (apt-get install sudo)"
+            );
+        }
     }
     let wrappers: Vec<PathBuf> = std::fs::read_dir(root.join(&WRAPPERS[1..]))
         .unwrap()
@@ -577,7 +449,10 @@ fn rendered_launcher_wrappers_and_sudoers_pass_their_checkers() {
     match Command::new("shellcheck").args(&wrappers).output() {
         Ok(out) => assert_ok(&out, "shellcheck"),
         Err(_) => {
-            eprintln!("SKIPPED: shellcheck: not installed (apt-get install shellcheck)")
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: shellcheck: not installed (apt-get install shellcheck)"
+            );
         }
     }
     let text = std::fs::read_to_string(&sudoers).unwrap();

@@ -262,6 +262,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         files,
         manifest,
         nft: observe_nft(),
+        table_drift: false,
         systemd_running: running,
         units,
         user_unit_links: observe_user_units(),
@@ -1048,7 +1049,8 @@ pub fn plan_for_host(
         .into_iter()
         .map(|f| f.0)
         .collect();
-    let observed = observe(&wanted)?;
+    let mut observed = observe(&wanted)?;
+    observed.table_drift = loaded_table_drifted(&observed.nft);
     let plan = plan::plan_apply(&plan::ApplyInput {
         config,
         rendered: &rendered,
@@ -1060,6 +1062,27 @@ pub fn plan_for_host(
         now,
     });
     Ok((plan, observed, warnings))
+}
+
+/// Whether the loaded table differs from what the rule file on disk loads. Both texts come
+/// from nft's own printer (the file is loaded into a scratch network namespace), so only a
+/// real difference counts. A changed rule file is handled by the plan itself.
+fn loaded_table_drifted(nft: &NftState) -> bool {
+    let NftState::Present(_) = nft else {
+        return false;
+    };
+    let Ok(on_disk) = std::fs::read_to_string(paths::RULE_FILE) else {
+        return false;
+    };
+    match (
+        crate::host::verify::list_loaded_table(),
+        crate::host::verify::normalize_through_nft(&on_disk),
+    ) {
+        (Ok(Some(loaded)), Ok(expected)) => {
+            crate::verify::normalize_table(&loaded) != crate::verify::normalize_table(&expected)
+        }
+        _ => false,
+    }
 }
 
 /// Apply for real: accounts, then plan and execute with rollback.

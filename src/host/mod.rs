@@ -7,3 +7,4 @@ pub mod fs;
 pub mod grants;
 pub mod launch;
 pub mod tools;
+pub mod verify;

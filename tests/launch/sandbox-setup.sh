@@ -44,7 +44,7 @@ install -d -m 0777 "$dir/work"
 # The config, rendered files, agent-exec: installed where the package puts them.
 mkdir -p /etc/pipelock-containment
 sed -e '/^wrap = \[/,/^\]/c\
-wrap = ["env", "id", "sh", "cat", "standin", "selfcall", "python3", "/usr/bin/true"]' \
+wrap = ["env", "id", "sh", "cat", "curl", "standin", "selfcall", "python3", "/usr/bin/true"]' \
 	"$here/../../pkg/containment.toml" >/etc/pipelock-containment/containment.toml
 "$helper" render --out "$dir/render" >/dev/null
 install -d /usr/libexec/pipelock-containment /var/lib/pipelock-containment

@@ -1,5 +1,6 @@
-//! Build chores: `cargo xtask dist` and friends.
+//! Build chores: `cargo xtask repo`, `cargo xtask e2e`, `cargo xtask bench-launch` and friends.
 
+mod bench_launch;
 mod e2e;
 
 use anyhow::Result;
@@ -21,6 +22,12 @@ enum Cmd {
     /// End-to-end test as root: boot a Debian host with systemd, install the package from the
     /// signed repository, run the containment checks and the package lifecycle.
     E2e(E2eArgs),
+    /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
+    BenchLaunch {
+        /// Timed runs per command.
+        #[arg(long, default_value_t = 300)]
+        runs: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -63,6 +70,7 @@ fn main() -> Result<()> {
             println!("wrote {out}");
             Ok(())
         }
+        Cmd::BenchLaunch { runs } => bench_launch::run(runs),
         Cmd::E2e(a) => e2e::main(
             &root,
             e2e::Opts {
