@@ -15,5 +15,6 @@ pub mod paths;
 pub mod plan;
 pub mod render;
 pub mod status;
+pub mod sysusers;
 pub mod tools;
 pub mod verify;

@@ -1,27 +1,50 @@
-//! Build chores: `cargo xtask repo`, `cargo xtask e2e`, `cargo xtask bench-launch` and friends.
+//! Build chores behind `cargo xtask`: packages, package lint and inspection, the project test run.
 
 mod bench_launch;
+mod cmd;
+mod dist;
 mod e2e;
+mod generate;
+mod inspect;
+mod lint;
+mod rpm_scripts;
+mod site;
+mod test;
+mod tools;
 
-use anyhow::Result;
-use camino::{Utf8Path, Utf8PathBuf};
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
-#[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build chores for pipelock-containment")]
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build chores for pipelock-containment"
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    task: Task,
 }
 
-#[derive(Subcommand)]
-enum Cmd {
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the release binaries and write the .deb and the .rpm to target/dist/.
+    Dist(dist::DistArgs),
+    /// Build the packages and run lintian and rpmlint on them (fails on any error or warning).
+    LintPackages(dist::DistArgs),
+    /// Build the packages and check their files, modes, metadata, dependencies and scripts.
+    CheckPackages(dist::DistArgs),
+    /// Check site builds: a site config's names land in the packages, a bad one fails the build.
+    SiteCheck,
+    /// The project's test command: cargo test, package checks, lint, site builds, end-to-end.
+    Test,
     /// Write a signed apt repository and a signed dnf repository from target/dist/*.deb and
     /// *.rpm into target/dist/repo/, with the public key.
-    Repo(RepoArgs),
+    Repo(e2e::RepoArgs),
     /// End-to-end test as root: boot a Debian host with systemd, install the package from the
     /// signed repository, run the containment checks and the package lifecycle.
-    E2e(E2eArgs),
+    E2e(e2e::E2eArgs),
     /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
     BenchLaunch {
         /// Timed runs per command.
@@ -30,53 +53,28 @@ enum Cmd {
     },
 }
 
-#[derive(clap::Args)]
-struct RepoArgs {
-    /// Sign with this key from your GnuPG keyring (fingerprint or user id).
-    #[arg(long, value_name = "ID", required_unless_present = "throwaway_key")]
-    key_id: Option<String>,
-    /// Sign with a fresh throwaway key (tests only); its public key is written with the repo.
-    #[arg(long, conflicts_with = "key_id")]
-    throwaway_key: bool,
-}
-
-#[derive(clap::Args)]
-struct E2eArgs {
-    /// Keep the test host's root file system (target/e2e-run/rootfs) after the run.
-    #[arg(long)]
-    keep: bool,
-    /// Test the .deb/.rpm in DIR instead of building them with `cargo xtask dist`.
-    #[arg(long, value_name = "DIR")]
-    artefacts: Option<Utf8PathBuf>,
-}
-
-fn workspace_root() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned()
-}
-
-fn main() -> Result<()> {
-    let root = workspace_root();
-    match Cli::parse().command {
-        Cmd::Repo(a) => {
-            let key = match a.key_id {
-                Some(id) => e2e::repo::SigningKey::user(&id),
-                None => e2e::repo::SigningKey::throwaway()?,
-            };
-            let out = root.join("target/dist/repo");
-            e2e::repo::build(&root.join("target/dist"), &out, &key)?;
-            println!("wrote {out}");
-            Ok(())
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Dist(args) => dist::dist(&args).map(|packages| packages.print()),
+        Task::LintPackages(args) => dist::dist(&args).and_then(|packages| lint::lint(&packages)),
+        Task::CheckPackages(args) => {
+            dist::dist(&args).and_then(|packages| inspect::check(&packages))
         }
-        Cmd::BenchLaunch { runs } => bench_launch::run(runs),
-        Cmd::E2e(a) => e2e::main(
-            &root,
-            e2e::Opts {
-                keep: a.keep,
-                artefacts: a.artefacts,
-            },
-        ),
+        Task::SiteCheck => site::check(),
+        Task::Test => test::run(),
+        Task::Repo(args) => e2e::repo_command(&args),
+        Task::E2e(args) => e2e::e2e_command(&args),
+        Task::BenchLaunch { runs } => bench_launch::run(runs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }

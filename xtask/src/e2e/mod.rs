@@ -22,12 +22,82 @@ use container::Container;
 use proc::run;
 use scenario::Checks;
 
+#[derive(Debug, clap::Args)]
+pub struct RepoArgs {
+    /// Sign with this key from your GnuPG keyring (fingerprint or user id).
+    #[arg(long, value_name = "ID", required_unless_present = "throwaway_key")]
+    key_id: Option<String>,
+    /// Sign with a fresh throwaway key (tests only); its public key is written with the repo.
+    #[arg(long, conflicts_with = "key_id")]
+    throwaway_key: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct E2eArgs {
+    /// Keep the test host's root file system (target/e2e-run/rootfs) after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Test the .deb/.rpm in DIR instead of building them with `cargo xtask dist`.
+    #[arg(long, value_name = "DIR")]
+    artefacts: Option<Utf8PathBuf>,
+}
+
+/// `cargo xtask repo`.
+pub fn repo_command(a: &RepoArgs) -> Result<()> {
+    let root = crate::cmd::project_root();
+    let key = match &a.key_id {
+        Some(id) => repo::SigningKey::user(id),
+        None => repo::SigningKey::throwaway()?,
+    };
+    let out = root.join("target/dist/repo");
+    repo::build(&root.join("target/dist"), &out, &key)?;
+    println!("wrote {out}");
+    Ok(())
+}
+
+/// `cargo xtask e2e`.
+pub fn e2e_command(a: &E2eArgs) -> Result<()> {
+    let root = crate::cmd::project_root();
+    main(
+        &root,
+        Opts {
+            keep: a.keep,
+            artefacts: a.artefacts.clone(),
+            dist_upgrade: false,
+            only: Vec::new(),
+        },
+    )
+    .map(|_| ())
+}
+
+/// For `cargo xtask test`: the packages it just built. `Ok(false)`: skipped (not root).
+pub fn for_test(packages: &crate::dist::Packages) -> Result<bool> {
+    let root = crate::cmd::project_root();
+    let dir = packages.deb.parent().context("the .deb has no directory")?;
+    main(
+        &root,
+        Opts {
+            keep: false,
+            artefacts: Some(dir.to_owned()),
+            dist_upgrade: true,
+            only: vec![packages.deb.clone(), packages.rpm.clone()],
+        },
+    )
+}
+
 pub struct Opts {
     /// Keep the test host's root file system and the work directory after the run.
     pub keep: bool,
     /// Use the .deb/.rpm in this directory instead of building them.
     pub artefacts: Option<Utf8PathBuf>,
+    /// Build the upgrade packages with `dist --version-suffix` even with `artefacts`.
+    pub dist_upgrade: bool,
+    /// Only these files of `artefacts` (all .deb and .rpm in it when empty).
+    pub only: Vec<Utf8PathBuf>,
 }
+
+/// The version suffix of the rebuilt package the upgrade step installs.
+pub const UPGRADE_SUFFIX: &str = "+e2e1";
 
 /// Step timings, printed as they happen and summed up at the end.
 #[derive(Default)]
@@ -123,19 +193,44 @@ impl Lab {
         self.boot()
     }
 
-    /// Publishes a higher version of the .deb in the repository; returns that version.
+    /// Publishes a higher version of the .deb (and .rpm) in the repository; returns the .deb's
+    /// version. The packages `dist --version-suffix` built, or else (with --artefacts) a copy of
+    /// the .deb with a higher version in its control file.
     pub fn publish_upgrade(&mut self) -> Result<String> {
         let deb = first_with_ext(&self.pkgs, ".deb")?.context("no .deb to upgrade from")?;
         let v1 = run(Command::new("dpkg-deb").args(["--field", deb.as_str(), "Version"]))?;
-        let v2 = format!("{}+e2e.1", v1.trim());
-        repo::rebuild_deb_with_version(&deb, &v2, &self.work.join("rebuild"), &self.pkgs)?;
+        let upgrade = self.work.join("upgrade-packages");
+        let new_deb = match first_with_ext(&upgrade, ".deb").ok().flatten() {
+            Some(d) => {
+                let dst = self.pkgs.join(d.file_name().unwrap_or_default());
+                fs::copy(&d, &dst)?;
+                if let Some(r) = first_with_ext(&upgrade, ".rpm")? {
+                    let name = r.file_name().unwrap_or_default().to_owned();
+                    fs::copy(&r, self.pkgs.join(&name))?;
+                    self.rpm2_name = Some(name);
+                }
+                dst
+            }
+            None => {
+                let v2 = format!("{}{UPGRADE_SUFFIX}", v1.trim());
+                repo::rebuild_deb_with_version(&deb, &v2, &self.work.join("rebuild"), &self.pkgs)?
+            }
+        };
+        let v2 = run(Command::new("dpkg-deb").args(["--field", new_deb.as_str(), "Version"]))?;
         repo::build(&self.pkgs, &self.repo_dir, &self.key)?;
-        println!("    published {v2} next to {} in the repository", v1.trim());
-        Ok(v2)
+        println!(
+            "    published {} next to {} in the repository",
+            v2.trim(),
+            v1.trim()
+        );
+        Ok(v2.trim().to_owned())
     }
 }
 
 fn first_with_ext(dir: &Utf8Path, ext: &str) -> Result<Option<Utf8PathBuf>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
     let mut v: Vec<_> = dir
         .read_dir_utf8()?
         .flatten()
@@ -146,14 +241,14 @@ fn first_with_ext(dir: &Utf8Path, ext: &str) -> Result<Option<Utf8PathBuf>> {
     Ok(v.into_iter().next())
 }
 
-/// Entry point: SKIPPED (exit 0) unless root; otherwise the whole run, cleanup included.
-pub fn main(root: &Utf8Path, opts: Opts) -> Result<()> {
+/// Entry point: SKIPPED (`Ok(false)`) unless root; otherwise the whole run, cleanup included.
+pub fn main(root: &Utf8Path, opts: Opts) -> Result<bool> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!(
             "SKIPPED: cargo xtask e2e: needs root (debootstrap, network namespaces, \
              systemd-nspawn). Run it as root; CI does."
         );
-        return Ok(());
+        return Ok(false);
     }
     proc::install_signal_handler()?;
     let t = Instant::now();
@@ -165,7 +260,7 @@ pub fn main(root: &Utf8Path, opts: Opts) -> Result<()> {
     match r {
         Ok(()) => {
             println!("\ne2e: PASSED in {total:.0} s (logs: {logs})");
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
             eprintln!("\ne2e: FAILED after {total:.0} s: {e:#}\nlogs, including the test host's journal: {logs}");
@@ -184,13 +279,34 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
     fs::create_dir_all(&work)?;
     net::remove_stale();
 
+    let upgrade_dir = work.join("upgrade-packages");
+    rootfs::remove_tree(&upgrade_dir)?;
+    let build_upgrade = || {
+        crate::dist::dist(&crate::dist::DistArgs {
+            version_suffix: Some(UPGRADE_SUFFIX.to_owned()),
+            out_dir: Some(upgrade_dir.clone()),
+            ..Default::default()
+        })
+    };
+    let mut only = opts.only.clone();
     let input = match &opts.artefacts {
+        Some(dir) if opts.dist_upgrade => {
+            steps.run(
+                "build: upgrade packages (dist --version-suffix)",
+                build_upgrade,
+            )?;
+            dir.clone()
+        }
         Some(dir) => dir.clone(),
-        None => steps.run("build: packages (cargo xtask dist)", || {
-            let exe = std::env::current_exe()?;
-            proc::run_visible(Command::new(exe).arg("dist").current_dir(root))?;
-            Ok(target.join("dist"))
-        })?,
+        None => steps.run(
+            "build: packages (cargo xtask dist, and again with a version suffix)",
+            || {
+                let built = crate::dist::dist(&crate::dist::DistArgs::default())?;
+                build_upgrade()?;
+                only = vec![built.deb.clone(), built.rpm.clone()];
+                Ok(built.deb.parent().context("no dist directory")?.to_owned())
+            },
+        )?,
     };
     let pkgs = work.join("packages");
     let repo_dir = work.join("repo");
@@ -203,7 +319,8 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
             .with_context(|| format!("cannot read {input}"))?
         {
             let p = e?.into_path();
-            if p.as_str().ends_with(".deb") || p.as_str().ends_with(".rpm") {
+            let wanted = only.is_empty() || only.contains(&p);
+            if wanted && (p.as_str().ends_with(".deb") || p.as_str().ends_with(".rpm")) {
                 fs::copy(&p, pkgs.join(p.file_name().unwrap_or_default()))?;
                 n += 1;
             }
