@@ -284,7 +284,9 @@ pub fn five_checks(lab: &mut Lab, phase: &str) {
         Ok(())
     });
     check(lab, &p("verify"), |c| {
-        let o = c.sh("pipelock-containment verify")?;
+        let o = c.sh(&format!(
+            "pipelock-containment verify --url http://{INET_NAME}/hello"
+        ))?;
         if !o.ok() {
             bail!(
                 "`pipelock-containment verify` exited {}:\n{}",
@@ -639,6 +641,11 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             allowed.extend(conffiles.iter().map(String::as_str));
             let state = format!("{}/**", paths::STATE_DIR);
             allowed.extend(["/etc/pipelock-containment", &state, "/var/lib/pipelock"]);
+            // deb-systemd-helper masks a removed package's units until purge (dh_installsystemd).
+            allowed.extend([
+                "/etc/systemd/system/pipelock-containment.service",
+                "/etc/systemd/system/pipelock-proxy.service",
+            ]);
             let left: Vec<_> = leftovers(&before, &after, &allowed)
                 .into_iter()
                 .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
@@ -750,6 +757,11 @@ pub fn run(lab: &mut Lab) -> Result<()> {
                     "/etc/pipelock-containment",
                     "/etc/pipelock-containment/containment.toml.rpmsave",
                     "/var/lib/pipelock/**",
+                    // Shell completion directories a Fedora host already has (filesystem, zsh,
+                    // fish own them); on this Debian host rpm creates them and leaves them.
+                    "/usr/share/fish",
+                    "/usr/share/fish/vendor_completions.d",
+                    "/usr/share/zsh/site-functions",
                 ]);
                 let left = leftovers(&before, &after, &allowed);
                 if !left.is_empty() {
