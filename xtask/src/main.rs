@@ -4,6 +4,7 @@ mod bench_launch;
 mod cmd;
 mod deps;
 mod dist;
+mod e2e;
 mod generate;
 mod inspect;
 mod lint;
@@ -39,6 +40,12 @@ enum Task {
     SiteCheck,
     /// The project's test command: cargo test, package checks, lint, site builds, end-to-end.
     Test,
+    /// Write a signed apt repository and a signed dnf repository from target/dist/*.deb and
+    /// *.rpm into target/dist/repo/, with the public key.
+    Repo(e2e::RepoArgs),
+    /// End-to-end test as root: boot a Debian host with systemd, install the package from the
+    /// signed repository, run the containment checks and the package lifecycle.
+    E2e(e2e::E2eArgs),
     /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
     BenchLaunch {
         /// Timed runs per command.
@@ -57,6 +64,8 @@ fn main() -> ExitCode {
         }
         Task::SiteCheck => site::check(),
         Task::Test => test::run(),
+        Task::Repo(args) => e2e::repo_command(&args),
+        Task::E2e(args) => e2e::e2e_command(&args),
         Task::BenchLaunch { runs } => bench_launch::run(runs),
     };
     match result {

@@ -1,0 +1,827 @@
+//! The end-to-end scenario: the seed's five checks against the test internet host, then the
+//! whole package lifecycle (reboot, nftables restart, upgrade, remove, purge, reinstall, RPM).
+//! Every check has a name; a failing check fails the run with that name.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+use pipelock_containment::paths;
+
+use super::container::Container;
+use super::net::{HELLO_BODY, INET_NAME, INET_V4, INET_V6};
+use super::Lab;
+
+/// Checks that fail today only because a feature another part of the project delivers has not
+/// landed on main yet: (check name suffix, text the failure must contain, why). Only a failure
+/// with exactly that cause is reported as PENDING and does not fail the run; any other failure
+/// of the same check still fails it. Remove an entry when its feature lands.
+pub const PENDING_UPSTREAM: &[(&str, &str, &str)] = &[
+    (
+        "/4-agent-via-proxy-https-combined-ca",
+        "error setting certificate file: /etc/pipelock/combined-ca.pem",
+        "packaging: nothing runs `pipelock-containment ca refresh` at install time yet \
+         (postinst, or starting pipelock-containment-ca.service), so the combined bundle is missing",
+    ),
+    (
+        "/5-wrapper-end-to-end",
+        "error setting certificate file: /etc/pipelock/combined-ca.pem",
+        "packaging: the combined CA bundle is missing (see 4-agent-via-proxy-https-combined-ca)",
+    ),
+    (
+        "/verify",
+        "/etc/pipelock/combined-ca.pem is missing",
+        "packaging: the combined CA bundle is missing (see 4-agent-via-proxy-https-combined-ca)",
+    ),
+    (
+        "purge/file-system-listing",
+        "left after purge: /var/lib/pipelock",
+        "packaging: the postrm does not delete /var/lib/pipelock (StateDirectory= of the \
+         packaged pipelock-proxy.service) on purge",
+    ),
+];
+
+pub const AGENT: &str = "cc-agent";
+pub const PROXY: &str = "pipelock-proxy";
+pub const OPERATORS: &str = "pipelock-operators";
+pub const OPERATOR: &str = "alice";
+const CONFIG: &str = "/etc/pipelock-containment/containment.toml";
+const TINYPROXY_CONF: &str = "/etc/tinyproxy/pipelock-e2e.conf";
+const CANARY_PORT: u16 = 8889;
+const COMBINED_CA: &str = "/etc/pipelock/combined-ca.pem";
+
+#[derive(Default)]
+pub struct Checks {
+    pub results: Vec<(String, Result<(), String>, f64)>,
+}
+
+impl Checks {
+    /// Records check `name` with its outcome, printing it at once.
+    pub fn record(&mut self, name: &str, r: Result<()>, secs: f64) -> bool {
+        let ok = r.is_ok();
+        match &r {
+            Ok(()) => println!("    PASS  {name}"),
+            Err(e) => {
+                let first = format!("{e:#}");
+                match pending(name, &first) {
+                    Some(why) => println!("    PENDING {name}: {first}\n          ({why})"),
+                    None => println!("    FAIL  {name}: {first}"),
+                }
+            }
+        }
+        self.results
+            .push((name.to_owned(), r.map_err(|e| format!("{e:#}")), secs));
+        ok
+    }
+
+    /// The names of failed checks that are not pending upstream work.
+    pub fn failures(&self) -> Vec<&str> {
+        self.results
+            .iter()
+            .filter(|(n, r, _)| match r {
+                Err(e) => pending(n, e).is_none(),
+                Ok(()) => false,
+            })
+            .map(|(n, _, _)| n.as_str())
+            .collect()
+    }
+}
+
+fn pending(name: &str, error: &str) -> Option<&'static str> {
+    PENDING_UPSTREAM
+        .iter()
+        .find(|(suffix, cause, _)| name.ends_with(suffix) && error.contains(cause))
+        .map(|(_, _, why)| *why)
+}
+
+/// Runs one named check.
+fn check(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> bool {
+    let t = Instant::now();
+    let r = f(lab.c());
+    lab.checks.record(name, r, t.elapsed().as_secs_f64())
+}
+
+/// A check the rest of the scenario cannot go on without: failing it ends the run.
+fn require(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> Result<()> {
+    if check(lab, name, f) {
+        Ok(())
+    } else {
+        bail!("required check {name} failed")
+    }
+}
+
+fn curl_body(c: &Container, user: Option<&str>, args: &str) -> Result<()> {
+    let script = match user {
+        Some(u) => format!("runuser -u {u} -- curl -sS -m 10 {args}"),
+        None => format!("curl -sS -m 10 {args}"),
+    };
+    let o = c.sh(&script)?;
+    if !o.ok() || o.stdout.trim() != HELLO_BODY {
+        bail!("`{script}` exited {} with {:?}", o.code, o.both().trim());
+    }
+    Ok(())
+}
+
+/// Must fail, and fast (the default answer to blocked traffic is a reject).
+fn curl_blocked(c: &Container, user: &str, args: &str) -> Result<()> {
+    // No --noproxy here: it would also cancel an explicit -x. The environment is empty anyway.
+    let script = format!("runuser -u {user} -- curl -sS -m 5 {args}");
+    let t = Instant::now();
+    let o = c.sh(&script)?;
+    let secs = t.elapsed().as_secs_f64();
+    if o.ok() || o.stdout.contains(HELLO_BODY) {
+        bail!(
+            "CONTAINMENT BROKEN: `{script}` reached the internet host: {:?}",
+            o.stdout.trim()
+        );
+    }
+    if secs > 3.0 {
+        bail!("`{script}` was blocked but took {secs:.1} s: expected a reject, not a silent drop");
+    }
+    Ok(())
+}
+
+fn table_present(c: &Container) -> Result<()> {
+    let o = c.sh(&format!(
+        "nft list table {} {}",
+        paths::NFT_TABLE_FAMILY,
+        paths::NFT_TABLE
+    ))?;
+    if !o.ok() {
+        bail!(
+            "table {} {} is not loaded: {}",
+            paths::NFT_TABLE_FAMILY,
+            paths::NFT_TABLE,
+            o.both().trim()
+        );
+    }
+    Ok(())
+}
+
+fn table_absent(c: &Container) -> Result<()> {
+    let o = c.sh(&format!(
+        "nft list table {} {}",
+        paths::NFT_TABLE_FAMILY,
+        paths::NFT_TABLE
+    ))?;
+    if o.ok() {
+        bail!(
+            "table {} {} is still loaded",
+            paths::NFT_TABLE_FAMILY,
+            paths::NFT_TABLE
+        );
+    }
+    Ok(())
+}
+
+/// The seed's five checks (plus verify and the loopback bypass), prefixed by the phase name.
+pub fn five_checks(lab: &mut Lab, phase: &str) {
+    let p = |n: &str| format!("{phase}/{n}");
+    check(lab, &p("table-present"), table_present);
+    // 1. An operator reaches the internet host directly.
+    check(lab, &p("1-operator-direct-v4"), |c| {
+        curl_body(
+            c,
+            Some(OPERATOR),
+            &format!("--noproxy '*' http://{INET_V4}/hello"),
+        )
+    });
+    check(lab, &p("1-operator-direct-v6"), |c| {
+        curl_body(
+            c,
+            Some(OPERATOR),
+            &format!("--noproxy '*' http://[{INET_V6}]/hello"),
+        )
+    });
+    // 2. The proxy user reaches it.
+    check(lab, &p("2-proxy-user-direct"), |c| {
+        curl_body(
+            c,
+            Some(PROXY),
+            &format!("--noproxy '*' http://{INET_V4}/hello"),
+        )?;
+        curl_body(
+            c,
+            Some(PROXY),
+            &format!("--noproxy '*' --cacert /etc/pipelock/ca.pem https://{INET_NAME}/hello"),
+        )
+    });
+    // 3. The agent cannot dial it directly, over IPv4 or IPv6, HTTP or HTTPS.
+    check(lab, &p("3-agent-direct-v4-blocked"), |c| {
+        curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
+    });
+    check(lab, &p("3-agent-direct-v6-blocked"), |c| {
+        curl_blocked(c, AGENT, &format!("http://[{INET_V6}]/hello"))
+    });
+    check(lab, &p("3-agent-direct-https-blocked"), |c| {
+        curl_blocked(c, AGENT, &format!("-k https://{INET_NAME}/hello"))
+    });
+    // Another local service that gives egress (an operator's `ssh -D`, a second proxy): the
+    // agent may not use it. Root can (so the probe itself works).
+    check(lab, &p("3-agent-other-loopback-port-blocked"), |c| {
+        c.sh(&format!(
+            "for i in $(seq 50); do ss -Hltn 'sport = :{CANARY_PORT}' | grep -q . && exit 0; sleep 0.1; done"
+        ))?;
+        curl_body(
+            c,
+            None,
+            &format!("-x http://127.0.0.1:{CANARY_PORT} http://{INET_V4}/hello"),
+        )
+        .map_err(|e| anyhow!("the canary proxy does not work even for root: {e:#}"))?;
+        curl_blocked(
+            c,
+            AGENT,
+            &format!("-x http://127.0.0.1:{CANARY_PORT} http://{INET_V4}/hello"),
+        )
+    });
+    // 4. The agent reaches it through the proxy (HTTP, and HTTPS trusting the combined bundle).
+    check(lab, &p("4-agent-via-proxy-http"), |c| {
+        curl_body(
+            c,
+            Some(AGENT),
+            &format!("-x http://127.0.0.1:8888 http://{INET_NAME}/hello"),
+        )
+    });
+    check(lab, &p("4-agent-via-proxy-https-combined-ca"), |c| {
+        curl_body(
+            c,
+            Some(AGENT),
+            &format!("-x http://127.0.0.1:8888 --cacert {COMBINED_CA} https://{INET_NAME}/hello"),
+        )
+    });
+    // 5. A wrapper, end to end: the operator types the tool's name, it runs contained.
+    check(lab, &p("5-wrapper-end-to-end"), |c| {
+        let w = format!("{}/curl", paths::WRAPPER_DIR);
+        let o = c.sh(&format!(
+            "runuser -u {OPERATOR} -- {w} -sS -m 10 https://{INET_NAME}/hello"
+        ))?;
+        if !o.ok() || o.stdout.trim() != HELLO_BODY {
+            bail!(
+                "the curl wrapper as {OPERATOR} exited {}: {:?}",
+                o.code,
+                o.both().trim()
+            );
+        }
+        let o = c.sh(&format!(
+            "runuser -u {OPERATOR} -- {w} -sS -m 5 --noproxy '*' http://{INET_V4}/hello"
+        ))?;
+        if o.ok() {
+            bail!(
+                "CONTAINMENT BROKEN: the curl wrapper reached the internet host without the proxy"
+            );
+        }
+        Ok(())
+    });
+    check(lab, &p("5-wrapper-on-operator-path"), |c| {
+        let o = c.sh(&format!("runuser -l {OPERATOR} -c 'command -v curl'"))?;
+        let want = format!("{}/curl", paths::WRAPPER_DIR);
+        if o.stdout.trim() != want {
+            bail!(
+                "`curl` in {OPERATOR}'s login shell is {:?}, not {want}",
+                o.both().trim()
+            );
+        }
+        Ok(())
+    });
+    check(lab, &p("verify"), |c| {
+        let o = c.sh(&format!(
+            "pipelock-containment verify --url http://{INET_NAME}/hello"
+        ))?;
+        if !o.ok() {
+            bail!(
+                "`pipelock-containment verify` exited {}:\n{}",
+                o.code,
+                o.both().trim()
+            );
+        }
+        Ok(())
+    });
+}
+
+/// Paths below `/` in the test host, for before/after comparisons. Skips what changes by
+/// itself or by the test (logs, caches, package databases, homes, runtime dirs).
+fn listing(c: &Container) -> Result<BTreeSet<String>> {
+    let prune = [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/tmp",
+        "/var/tmp",
+        "/var/log",
+        "/var/cache",
+        "/var/lib/apt",
+        "/var/lib/dpkg",
+        "/var/lib/systemd",
+        "/var/lib/rpm",
+        "/var/lib/ucf",
+        "/var/backups",
+        "/home",
+        "/root",
+        "/usr/share/keyrings/pipelock-containment-archive-keyring.gpg",
+    ];
+    let expr: Vec<String> = prune.iter().map(|p| format!("-path {p}")).collect();
+    let out = c.must(&format!(
+        "find / -xdev \\( {} \\) -prune -o -print",
+        expr.join(" -o ")
+    ))?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+/// New paths in `after` not in `before`, other than `allowed` (exact, or `DIR/**` for a tree).
+fn leftovers(before: &BTreeSet<String>, after: &BTreeSet<String>, allowed: &[&str]) -> Vec<String> {
+    after
+        .difference(before)
+        .filter(|p| {
+            !allowed.iter().any(|a| match a.strip_suffix("/**") {
+                Some(dir) => p.as_str() == dir || p.starts_with(&format!("{dir}/")),
+                None => p.as_str() == *a,
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Files account management creates or keeps on its own (users are never deleted).
+const ACCOUNT_FILES: &[&str] = &[
+    "/etc/passwd-",
+    "/etc/group-",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+    "/etc/.pwd.lock",
+    "/etc/subuid",
+    "/etc/subgid",
+    "/etc/subuid-",
+    "/etc/subgid-",
+    "/var/lib/cc-agent/**",
+];
+
+/// The package's conffiles, from dpkg.
+fn conffiles(c: &Container) -> Result<Vec<String>> {
+    let o = c.must("dpkg-query -W -f '${Conffiles}\\n' pipelock-containment")?;
+    Ok(o.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| p.starts_with('/'))
+        .map(str::to_owned)
+        .collect())
+}
+
+fn generated_files_gone(c: &Container) -> Result<()> {
+    let files = [
+        paths::RULE_FILE,
+        paths::SUDOERS_DROPIN,
+        paths::WRAPPER_DIR,
+        paths::LAUNCHER,
+        paths::PROXY_UNIT_DROPIN,
+        COMBINED_CA,
+    ];
+    let mut left = Vec::new();
+    for f in files {
+        if c.sh(&format!("test -e {f} || test -L {f}"))?.ok() {
+            left.push(f);
+        }
+    }
+    if !left.is_empty() {
+        bail!("left behind: {}", left.join(", "));
+    }
+    Ok(())
+}
+
+fn no_contained_processes(c: &Container) -> Result<()> {
+    let o = c.sh(&format!("pgrep -a -u {AGENT}; pgrep -a -u {PROXY}"))?;
+    if !o.stdout.trim().is_empty() {
+        bail!("processes left running: {}", o.stdout.trim());
+    }
+    Ok(())
+}
+
+/// Operator setup before the package: the repository and its key, the proxy's CA (what
+/// pipelock would have generated), a tinyproxy config for the stand-in proxy, and a second local
+/// proxy (the "canary") that the agent must not be able to use.
+pub fn prepare_host(lab: &mut Lab) -> Result<()> {
+    let rootfs = lab.rootfs.clone();
+    std::fs::create_dir_all(rootfs.join("etc/pipelock"))?;
+    std::fs::copy(&lab.certs.ca, rootfs.join("etc/pipelock/ca.pem"))?;
+    std::fs::write(
+        rootfs.join(TINYPROXY_CONF.trim_start_matches('/')),
+        "# Stand-in for pipelock in the end-to-end test.\nPort 8888\nListen 127.0.0.1\n\
+         Timeout 60\nMaxClients 50\nAllow 127.0.0.1\nLogLevel Notice\n",
+    )?;
+    std::fs::write(
+        rootfs.join("etc/tinyproxy/e2e-canary.conf"),
+        format!(
+            "Port {CANARY_PORT}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nLogLevel Notice\n"
+        ),
+    )?;
+    require(lab, "setup/hostname-resolves", |c| {
+        c.must(
+            "grep -qw \"$(hostname)\" /etc/hosts || echo \"127.0.1.1 $(hostname)\" >> /etc/hosts",
+        )?;
+        c.must("getent hosts \"$(hostname)\" >/dev/null")?;
+        Ok(())
+    })?;
+    std::fs::write(
+        rootfs.join("etc/systemd/system/e2e-canary-proxy.service"),
+        "[Unit]\nDescription=A second local proxy the agent must not be able to use\n\
+         [Service]\nUser=nobody\nGroup=nogroup\n\
+         ExecStart=/usr/bin/tinyproxy -d -c /etc/tinyproxy/e2e-canary.conf\n\
+         [Install]\nWantedBy=multi-user.target\n",
+    )?;
+    require(lab, "setup/canary-proxy", |c| {
+        c.must(&format!(
+            "systemctl daemon-reload && systemctl enable --now e2e-canary-proxy.service && \
+             for i in $(seq 50); do ss -Hltn 'sport = :{CANARY_PORT}' | grep -q . && exit 0; sleep 0.1; done; exit 1"
+        ))
+        .map(|_| ())
+    })?;
+    require(lab, "setup/apt-source-with-key", |c| {
+        c.must(&format!(
+            "curl -fsS -o /usr/share/keyrings/pipelock-containment-archive-keyring.gpg \
+               http://{INET_V4}/{key} && \
+             printf 'Types: deb\\nURIs: http://{INET_V4}/apt\\nSuites: {suite}\\nComponents: {comp}\\n\
+Signed-By: /usr/share/keyrings/pipelock-containment-archive-keyring.gpg\\n' \
+               > /etc/apt/sources.list.d/pipelock-containment.sources && \
+             apt-get update",
+            key = super::repo::KEYRING,
+            suite = super::repo::SUITE,
+            comp = super::repo::COMPONENT,
+        ))
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The operator's configuration: the proxy command (tinyproxy as the proxy user, edited in the
+/// config file), a wrapper for curl (`tools add`), an operator account; then `apply`.
+fn configure(lab: &mut Lab, phase: &str) -> Result<()> {
+    require(lab, &format!("{phase}/configure-and-apply"), |c| {
+        c.must(&format!(
+            "sed -i 's|^command = .*|command = [\"/usr/bin/tinyproxy\", \"-d\", \"-c\", \"{TINYPROXY_CONF}\"]|' {CONFIG} && \
+             grep -q '^command = \\[\"/usr/bin/tinyproxy\"' {CONFIG}"
+        ))?;
+        c.must(&format!(
+            "id {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}; \
+             usermod -a -G {OPERATORS} {OPERATOR}"
+        ))?;
+        c.must("pipelock-containment tools add curl")?;
+        c.must("pipelock-containment apply")?;
+        Ok(())
+    })?;
+    check(lab, &format!("{phase}/proxy-listening"), wait_proxy);
+    Ok(())
+}
+
+fn wait_proxy(c: &Container) -> Result<()> {
+    let o = c.sh(
+        "for i in $(seq 100); do ss -Hltn 'sport = :8888' | grep -q 127.0.0.1 && exit 0; sleep 0.1; done; \
+         systemctl status --no-pager pipelock-proxy; exit 1",
+    )?;
+    if !o.ok() {
+        bail!(
+            "nothing listens on 127.0.0.1:8888 after apply:\n{}",
+            o.both().trim()
+        );
+    }
+    let o = c.sh("ps -o user= -C tinyproxy")?;
+    if !o.stdout.lines().any(|l| l.trim() == PROXY) {
+        bail!("tinyproxy does not run as {PROXY}: {:?}", o.stdout.trim());
+    }
+    Ok(())
+}
+
+fn apt_install(c: &Container, what: &str) -> Result<()> {
+    c.must(&format!(
+        "apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {what}"
+    ))
+    .map(|_| ())
+}
+
+fn installed_version(c: &Container) -> Result<String> {
+    Ok(
+        c.must("dpkg-query -W -f '${Status} ${Version}' pipelock-containment")?
+            .trim()
+            .to_owned(),
+    )
+}
+
+pub fn run(lab: &mut Lab) -> Result<()> {
+    lab.step(
+        "scenario: prepare the test host (repo, key, CA, proxy config)",
+        prepare_host,
+    )?;
+    let before_install = lab.step("scenario: apt-get install from the signed repo", |lab| {
+        let before = listing(lab.c())?;
+        require(lab, "install/apt-get-install", |c| {
+            apt_install(c, "pipelock-containment")
+        })?;
+        check(lab, "install/table-present", table_present);
+        check(lab, "install/users-exist", |c| {
+            c.must(&format!(
+                "getent passwd {AGENT} {PROXY} && getent group {OPERATORS}"
+            ))
+            .map(|_| ())
+        });
+        configure(lab, "install")?;
+        Ok(before)
+    })?;
+    lab.step("scenario: the seed's five checks", |lab| {
+        five_checks(lab, "installed");
+        Ok(())
+    })?;
+    lab.step("scenario: reboot", |lab| {
+        lab.reboot()?;
+        check(lab, "reboot/table-loaded-before-network-pre", |c| {
+            let o = c.must(
+                "systemctl show -p ActiveState -p ActiveEnterTimestampMonotonic pipelock-containment.service; \
+                 systemctl show -p ActiveEnterTimestampMonotonic --value network-pre.target",
+            )?;
+            let unit_ts = o.lines().find_map(|l| l.strip_prefix("ActiveEnterTimestampMonotonic="))
+                .and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let active = o.lines().any(|l| l == "ActiveState=active");
+            let pre_ts = o.lines().last().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+            if !active || unit_ts == 0 {
+                bail!("pipelock-containment.service is not active after boot: {o}");
+            }
+            if pre_ts == 0 || unit_ts > pre_ts {
+                bail!("the table was loaded at {unit_ts} µs, network-pre.target reached at {pre_ts} µs");
+            }
+            Ok(())
+        });
+        check(lab, "reboot/proxy-back", wait_proxy);
+        five_checks(lab, "after-reboot");
+        Ok(())
+    })?;
+    lab.step("scenario: systemctl restart nftables", |lab| {
+        check(lab, "nftables-restart/table-back", |c| {
+            c.must("systemctl restart nftables.service")?;
+            c.must(&format!(
+                "for i in $(seq 50); do nft list table {} {} >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1",
+                paths::NFT_TABLE_FAMILY, paths::NFT_TABLE
+            ))
+            .map(|_| ())
+            .map_err(|e| anyhow!("table not back 5 s after the restart: {e:#}"))
+        });
+        check(lab, "nftables-restart/agent-direct-blocked", |c| {
+            curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
+        });
+        check(lab, "nftables-reload/table-back", |c| {
+            c.must("systemctl reload-or-restart nftables.service")?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            table_present(c)
+        });
+        Ok(())
+    })?;
+    lab.step("scenario: upgrade to a higher version under egress attempts", |lab| {
+        let v2 = lab.publish_upgrade()?;
+        lab.c().must(
+            "rm -f /run/e2e-stop; \
+             nohup sh -c 'while [ ! -e /run/e2e-stop ]; do \
+               runuser -u cc-agent -- curl -s -m 2 --noproxy \"*\" -o /dev/null http://192.0.2.1/hello; echo \"v4 rc=$?\"; \
+               runuser -u cc-agent -- curl -s -m 2 --noproxy \"*\" -o /dev/null \"http://[2001:db8::1]/hello\"; echo \"v6 rc=$?\"; \
+             done' > /root/egress-loop.log 2>&1 < /dev/null &",
+        )?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        require(lab, "upgrade/apt-get-install-new-version", |c| {
+            c.must("apt-get update")?;
+            apt_install(c, "pipelock-containment")?;
+            let v = installed_version(c)?;
+            if !v.ends_with(&format!(" {v2}")) {
+                bail!("installed after the upgrade: {v:?}, expected {v2}");
+            }
+            Ok(())
+        })?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        check(lab, "upgrade/no-egress-window", |c| {
+            c.must("touch /run/e2e-stop; sleep 2")?;
+            let log = c.must("cat /root/egress-loop.log")?;
+            let tries = log.lines().filter(|l| l.contains("rc=")).count();
+            let leaks: Vec<_> = log.lines().filter(|l| l.ends_with("rc=0")).collect();
+            if !leaks.is_empty() {
+                bail!("CONTAINMENT BROKEN during the upgrade: {} direct attempts as {AGENT} succeeded", leaks.len());
+            }
+            if tries < 10 {
+                bail!("only {tries} attempts during the upgrade: the probe loop did not run");
+            }
+            println!("          {tries} direct attempts during the upgrade, all blocked");
+            Ok(())
+        });
+        check(lab, "upgrade/config-edits-kept", |c| {
+            c.must(&format!("grep -q '^command = \\[\"/usr/bin/tinyproxy\"' {CONFIG} && grep -q '\"curl\"' {CONFIG}"))
+                .map(|_| ())
+        });
+        check(lab, "upgrade/proxy-back", wait_proxy);
+        five_checks(lab, "after-upgrade");
+        Ok(())
+    })?;
+    lab.step("scenario: apt-get remove", |lab| {
+        // An agent still running when the package goes must not survive it.
+        lab.c().must(&format!(
+            "nohup runuser -u {AGENT} -- sleep 1000 >/dev/null 2>&1 < /dev/null & sleep 0.5; pgrep -u {AGENT} sleep"
+        ))?;
+        let conffiles = conffiles(lab.c())?;
+        require(lab, "remove/apt-get-remove", |c| {
+            c.must("apt-get remove -y pipelock-containment").map(|_| ())
+        })?;
+        check(lab, "remove/table-gone", table_absent);
+        check(lab, "remove/generated-files-gone", generated_files_gone);
+        check(lab, "remove/no-agent-or-proxy-process", no_contained_processes);
+        check(lab, "remove/agent-sudo-grant-gone", |c| {
+            let o = c.sh(&format!("sudo -l -U {OPERATOR} | grep -i {AGENT}"))?;
+            if o.ok() {
+                bail!("{OPERATOR} may still run commands as {AGENT}: {}", o.stdout.trim());
+            }
+            Ok(())
+        });
+        let before = before_install.clone();
+        check(lab, "remove/file-system-listing", |c| {
+            let after = listing(c)?;
+            let mut allowed: Vec<&str> = ACCOUNT_FILES.to_vec();
+            // Conffiles (and their directories) stay until purge (Debian policy), and so do the
+            // state directories and the units' enablement links. Their contents do not.
+            allowed.extend(conffiles.iter().map(String::as_str));
+            let state = format!("{}/**", paths::STATE_DIR);
+            allowed.extend(["/etc/pipelock-containment", &state, "/var/lib/pipelock"]);
+            // deb-systemd-helper masks a removed package's units until purge (dh_installsystemd).
+            allowed.extend([
+                "/etc/systemd/system/pipelock-containment.service",
+                "/etc/systemd/system/pipelock-proxy.service",
+            ]);
+            let left: Vec<_> = leftovers(&before, &after, &allowed)
+                .into_iter()
+                .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
+                .collect();
+            if !left.is_empty() {
+                bail!("left after remove: {}", left.join(", "));
+            }
+            Ok(())
+        });
+        Ok(())
+    })?;
+    lab.step("scenario: apt-get purge, then reinstall", |lab| {
+        require(lab, "purge/apt-get-purge", |c| {
+            c.must("apt-get purge -y pipelock-containment").map(|_| ())
+        })?;
+        check(lab, "purge/config-and-state-gone", |c| {
+            let mut left = Vec::new();
+            for d in ["/etc/pipelock-containment", paths::STATE_DIR] {
+                if c.sh(&format!("test -e {d}"))?.ok() {
+                    left.push(d);
+                }
+            }
+            if !left.is_empty() {
+                bail!("left after purge: {}", left.join(", "));
+            }
+            Ok(())
+        });
+        check(lab, "purge/file-system-listing", |c| {
+            let after = listing(c)?;
+            let left = leftovers(&before_install, &after, ACCOUNT_FILES);
+            if !left.is_empty() {
+                bail!("left after purge: {}", left.join(", "));
+            }
+            Ok(())
+        });
+        check(lab, "purge/users-kept", |c| {
+            c.must(&format!("getent passwd {AGENT} {PROXY}"))
+                .map(|_| ())
+        });
+        require(lab, "reinstall/apt-get-install", |c| {
+            apt_install(c, "pipelock-containment")
+        })?;
+        check(lab, "reinstall/table-present", table_present);
+        check(lab, "reinstall/agent-direct-blocked", |c| {
+            curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
+        });
+        require(lab, "reinstall/purge-again", |c| {
+            c.must("apt-get purge -y pipelock-containment")?;
+            table_absent(c)
+        })?;
+        Ok(())
+    })?;
+    lab.step(
+        "scenario: RPM scriptlets (rpm -i --nodeps, rpm -e) in the same host",
+        |lab| {
+            let Some(rpm) = lab.rpm_name.clone() else {
+                lab.checks.record(
+                    "rpm/package-built",
+                    Err(anyhow!("no .rpm among the artefacts")),
+                    0.0,
+                );
+                return Ok(());
+            };
+            require(lab, "rpm/fetch-and-signature", |c| {
+                c.must(&format!(
+                    "curl -fsS -o /root/{rpm} http://{INET_V4}/rpm/{rpm} && \
+                 curl -fsS -o /root/repo-key.asc http://{INET_V4}/{asc} && \
+                 rpm --import /root/repo-key.asc && rpm -K /root/{rpm}",
+                    asc = super::repo::KEY_ASC
+                ))
+                .map(|_| ())
+            })?;
+            let before = listing(lab.c())?;
+            require(lab, "rpm/install", |c| {
+                c.must(&format!("rpm -i --nodeps --force-debian /root/{rpm}"))
+                    .map(|_| ())
+            })?;
+            check(lab, "rpm/table-present", table_present);
+            check(lab, "rpm/agent-direct-blocked", |c| {
+                curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
+            });
+            configure(lab, "rpm")?;
+            five_checks(lab, "rpm-contained");
+            if let Some(rpm2) = lab.rpm2_name.clone() {
+                check(lab, "rpm/upgrade-keeps-containment", |c| {
+                    c.must(&format!(
+                        "curl -fsS -o /root/{rpm2} http://{INET_V4}/rpm/{rpm2} && \
+                     rpm -U --nodeps --force-debian /root/{rpm2}"
+                    ))?;
+                    table_present(c)?;
+                    curl_blocked(c, AGENT, &format!("http://{INET_V4}/hello"))
+                });
+            }
+            require(lab, "rpm/erase", |c| {
+                c.must("rpm -e --nodeps pipelock-containment").map(|_| ())
+            })?;
+            check(lab, "rpm/erase-table-gone", table_absent);
+            check(lab, "rpm/erase-generated-files-gone", generated_files_gone);
+            check(
+                lab,
+                "rpm/erase-no-agent-or-proxy-process",
+                no_contained_processes,
+            );
+            check(lab, "rpm/erase-file-system-listing", |c| {
+                let after = listing(c)?;
+                let mut allowed: Vec<&str> = ACCOUNT_FILES.to_vec();
+                // rpm keeps an edited config file as .rpmsave.
+                allowed.extend([
+                    "/etc/pipelock-containment",
+                    "/etc/pipelock-containment/containment.toml.rpmsave",
+                    "/var/lib/pipelock/**",
+                    // Shell completion directories a Fedora host already has (filesystem, zsh,
+                    // fish own them); on this Debian host rpm creates them and leaves them.
+                    "/usr/share/fish",
+                    "/usr/share/fish/vendor_completions.d",
+                    "/usr/share/zsh/site-functions",
+                ]);
+                let left = leftovers(&before, &after, &allowed);
+                if !left.is_empty() {
+                    bail!("left after rpm -e: {}", left.join(", "));
+                }
+                Ok(())
+            });
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn leftovers_names_new_paths_only() {
+        let before = set(&["/etc", "/etc/sudoers.d"]);
+        let after = set(&[
+            "/etc",
+            "/etc/sudoers.d",
+            "/etc/sudoers.d/pipelock-containment",
+        ]);
+        assert_eq!(
+            leftovers(&before, &after, &[]),
+            vec!["/etc/sudoers.d/pipelock-containment"]
+        );
+    }
+
+    #[test]
+    fn leftovers_allowed_exact_is_not_a_prefix() {
+        let before = set(&[]);
+        let after = set(&[
+            "/var/lib/pipelock",
+            "/var/lib/pipelock/x",
+            "/var/lib/pipelock-containment",
+        ]);
+        assert_eq!(
+            leftovers(&before, &after, &["/var/lib/pipelock"]),
+            vec!["/var/lib/pipelock-containment", "/var/lib/pipelock/x"]
+        );
+        assert_eq!(
+            leftovers(&before, &after, &["/var/lib/pipelock/**"]),
+            vec!["/var/lib/pipelock-containment"]
+        );
+    }
+
+    #[test]
+    fn pending_needs_the_name_and_the_exact_cause() {
+        for (suffix, cause, _) in PENDING_UPSTREAM {
+            let name = format!("phase{suffix}");
+            assert!(pending(&name, &format!("x {cause} y")).is_some());
+            assert!(pending(&name, "CONTAINMENT BROKEN: something else").is_none());
+        }
+        assert!(pending("no-such-check", "anything").is_none());
+    }
+}
