@@ -19,4 +19,6 @@ if [ "$1" -eq 0 ]; then
         done < "$STATE/purge-accounts"
     fi
     rm -rf "$STATE"
+    # The proxy unit's StateDirectory=.
+    rm -rf /var/lib/pipelock
 fi

@@ -40,6 +40,7 @@ pub const TEST: &[&str] = &[
     "shellcheck",
     // the end-to-end suite: a booted Debian container, repositories, a stand-in proxy
     "debootstrap",
+    "debian-archive-keyring",
     "systemd-container",
     "apt-utils",
     "createrepo-c",

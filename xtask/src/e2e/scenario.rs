@@ -12,35 +12,6 @@ use super::container::Container;
 use super::net::{HELLO_BODY, INET_NAME, INET_V4, INET_V6};
 use super::Lab;
 
-/// Checks that fail today only because a feature another part of the project delivers has not
-/// landed on main yet: (check name suffix, text the failure must contain, why). Only a failure
-/// with exactly that cause is reported as PENDING and does not fail the run; any other failure
-/// of the same check still fails it. Remove an entry when its feature lands.
-pub const PENDING_UPSTREAM: &[(&str, &str, &str)] = &[
-    (
-        "/4-agent-via-proxy-https-combined-ca",
-        "error setting certificate file: /etc/pipelock/combined-ca.pem",
-        "packaging: nothing runs `pipelock-containment ca refresh` at install time yet \
-         (postinst, or starting pipelock-containment-ca.service), so the combined bundle is missing",
-    ),
-    (
-        "/5-wrapper-end-to-end",
-        "error setting certificate file: /etc/pipelock/combined-ca.pem",
-        "packaging: the combined CA bundle is missing (see 4-agent-via-proxy-https-combined-ca)",
-    ),
-    (
-        "/verify",
-        "/etc/pipelock/combined-ca.pem is missing",
-        "packaging: the combined CA bundle is missing (see 4-agent-via-proxy-https-combined-ca)",
-    ),
-    (
-        "purge/file-system-listing",
-        "left after purge: /var/lib/pipelock",
-        "packaging: the postrm does not delete /var/lib/pipelock (StateDirectory= of the \
-         packaged pipelock-proxy.service) on purge",
-    ),
-];
-
 pub const AGENT: &str = "cc-agent";
 pub const PROXY: &str = "pipelock-proxy";
 pub const OPERATORS: &str = "pipelock-operators";
@@ -61,37 +32,21 @@ impl Checks {
         let ok = r.is_ok();
         match &r {
             Ok(()) => println!("    PASS  {name}"),
-            Err(e) => {
-                let first = format!("{e:#}");
-                match pending(name, &first) {
-                    Some(why) => println!("    PENDING {name}: {first}\n          ({why})"),
-                    None => println!("    FAIL  {name}: {first}"),
-                }
-            }
+            Err(e) => println!("    FAIL  {name}: {e:#}"),
         }
         self.results
             .push((name.to_owned(), r.map_err(|e| format!("{e:#}")), secs));
         ok
     }
 
-    /// The names of failed checks that are not pending upstream work.
+    /// The names of the failed checks.
     pub fn failures(&self) -> Vec<&str> {
         self.results
             .iter()
-            .filter(|(n, r, _)| match r {
-                Err(e) => pending(n, e).is_none(),
-                Ok(()) => false,
-            })
+            .filter(|(_, r, _)| r.is_err())
             .map(|(n, _, _)| n.as_str())
             .collect()
     }
-}
-
-fn pending(name: &str, error: &str) -> Option<&'static str> {
-    PENDING_UPSTREAM
-        .iter()
-        .find(|(suffix, cause, _)| name.ends_with(suffix) && error.contains(cause))
-        .map(|(_, _, why)| *why)
 }
 
 /// Runs one named check.
@@ -813,15 +768,5 @@ mod tests {
             leftovers(&before, &after, &["/var/lib/pipelock/**"]),
             vec!["/var/lib/pipelock-containment"]
         );
-    }
-
-    #[test]
-    fn pending_needs_the_name_and_the_exact_cause() {
-        for (suffix, cause, _) in PENDING_UPSTREAM {
-            let name = format!("phase{suffix}");
-            assert!(pending(&name, &format!("x {cause} y")).is_some());
-            assert!(pending(&name, "CONTAINMENT BROKEN: something else").is_none());
-        }
-        assert!(pending("no-such-check", "anything").is_none());
     }
 }
