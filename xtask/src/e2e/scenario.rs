@@ -20,6 +20,47 @@ const CONFIG: &str = "/etc/pipelock-containment/containment.toml";
 const TINYPROXY_CONF: &str = "/etc/tinyproxy/pipelock-e2e.conf";
 const CANARY_PORT: u16 = 8889;
 const COMBINED_CA: &str = "/etc/pipelock/combined-ca.pem";
+const CA_KEY: &str = "/etc/pipelock/ca-key.pem";
+
+/// One property broken at a time in the booted host: (name, how, the probes that must fail).
+/// Deleting the table also frees the agent, so its probes fail with it.
+const BREAKS: &[(&str, &str, &[&str])] = &[
+    (
+        "sudoers-mode",
+        "chmod 0644 /etc/sudoers.d/pipelock-containment",
+        &["sudoers"],
+    ),
+    (
+        "wrapper-edited",
+        "echo '# edited' >> /var/lib/pipelock-containment/wrappers/curl",
+        &["wrappers"],
+    ),
+    (
+        "table-deleted",
+        "nft delete table inet pipelock_containment",
+        &[
+            "nft-table",
+            "agent-egress-denied",
+            "agent-loopback-denied",
+            "dns-policy",
+        ],
+    ),
+    (
+        "proxy-stopped",
+        "systemctl stop pipelock-proxy",
+        &["proxy-unit", "agent-via-proxy"],
+    ),
+    (
+        "boot-unit-disabled",
+        "systemctl disable --quiet pipelock-containment.service",
+        &["boot-unit"],
+    ),
+    (
+        "ca-key-readable",
+        "chmod 0644 /etc/pipelock/ca-key.pem",
+        &["ca-key"],
+    ),
+];
 
 #[derive(Default)]
 pub struct Checks {
@@ -253,6 +294,97 @@ pub fn five_checks(lab: &mut Lab, phase: &str) {
     });
 }
 
+/// The probes `verify --json --url` reports as failed, and its exit code.
+fn failed_probes(c: &Container) -> Result<(Vec<String>, i32)> {
+    let o = c.sh(&format!(
+        "pipelock-containment verify --json --url http://{INET_NAME}/hello"
+    ))?;
+    let report: serde_json::Value = serde_json::from_str(&o.stdout)
+        .map_err(|e| anyhow!("verify --json printed no JSON ({e}): {}", o.both().trim()))?;
+    let failed = report["probes"]
+        .as_array()
+        .ok_or_else(|| anyhow!("verify --json has no probes: {}", o.stdout.trim()))?
+        .iter()
+        .filter(|probe| probe["status"] == "fail")
+        .filter_map(|probe| probe["name"].as_str().map(String::from))
+        .collect();
+    Ok((failed, o.code))
+}
+
+/// Each break fails exactly its probes (and verify exits 1); `apply` repairs it.
+fn verify_breaks(lab: &mut Lab) {
+    for (name, how, expected) in BREAKS {
+        check(lab, &format!("verify-breaks/{name}/detected"), |c| {
+            c.must(how)?;
+            let (mut failed, code) = failed_probes(c)?;
+            failed.sort();
+            let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            if failed != want || code != 1 {
+                bail!("after `{how}`: verify exited {code}, failed {failed:?}; expected exit 1 and {want:?}");
+            }
+            Ok(())
+        });
+        check(
+            lab,
+            &format!("verify-breaks/{name}/repaired-by-apply"),
+            |c| {
+                c.must("pipelock-containment apply")?;
+                wait_proxy(c)?;
+                let (failed, code) = failed_probes(c)?;
+                if !failed.is_empty() || code != 0 {
+                    bail!("after apply: verify exited {code}, failed {failed:?}");
+                }
+                Ok(())
+            },
+        );
+    }
+}
+
+/// A blocked attempt by the agent shows in `blocked`, with its destination and port. In a
+/// container the kernel writes the log line to the host's ring buffer, and only with
+/// net.netfilter.nf_log_all_netns=1: set for this check and restored after it.
+fn blocked_attempt_is_listed(lab: &mut Lab) {
+    const SYSCTL: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
+    const PORT: u16 = 4471;
+    let rootfs = lab.rootfs.clone();
+    check(lab, "blocked/attempt-listed", |c| {
+        let before = std::fs::read_to_string(SYSCTL)?;
+        std::fs::write(SYSCTL, "1")?;
+        let attempt = (|| -> Result<String> {
+            // Let the log's rate limit refill after the attempts of the checks before.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let o = c.sh(&format!(
+                "runuser -u {AGENT} -- curl -sS --noproxy '*' -m 3 http://{INET_V4}:{PORT}/"
+            ))?;
+            if o.ok() {
+                bail!("CONTAINMENT BROKEN: the agent reached {INET_V4}:{PORT} directly");
+            }
+            super::proc::run(std::process::Command::new("dmesg").args(["--time-format", "iso"]))
+        })();
+        std::fs::write(SYSCTL, before.trim())?;
+        std::fs::write(rootfs.join("root/kernel-log.txt"), attempt?)?;
+        let listed = c.must("pipelock-containment blocked --from /root/kernel-log.txt --json")?;
+        let agent_uid: u32 = c.must(&format!("id -u {AGENT}"))?.trim().parse()?;
+        let report: serde_json::Value = serde_json::from_str(&listed)?;
+        let found = report["entries"].as_array().is_some_and(|all| {
+            all.iter().any(|e| {
+                e["destination"] == INET_V4
+                    && e["port"] == PORT
+                    && e["protocol"] == "tcp"
+                    && e["uid"] == agent_uid
+            })
+        });
+        if !found {
+            bail!(
+                "no entry for TCP {INET_V4}:{PORT} from uid {agent_uid} in `blocked`: {}",
+                listed.trim()
+            );
+        }
+        Ok(())
+    });
+}
+
 /// Paths below `/` in the test host, for before/after comparisons. Skips what changes by
 /// itself or by the test (logs, caches, package databases, homes, runtime dirs).
 fn listing(c: &Container) -> Result<BTreeSet<String>> {
@@ -357,6 +489,10 @@ pub fn prepare_host(lab: &mut Lab) -> Result<()> {
     let rootfs = lab.rootfs.clone();
     std::fs::create_dir_all(rootfs.join("etc/pipelock"))?;
     std::fs::copy(&lab.certs.ca, rootfs.join("etc/pipelock/ca.pem"))?;
+    // The proxy's CA key, world-readable as a careless setup leaves it: apply must lock it down.
+    let key = rootfs.join(CA_KEY.trim_start_matches('/'));
+    std::fs::copy(lab.certs.ca.with_file_name("ca-key.pem"), &key)?;
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     std::fs::write(
         rootfs.join(TINYPROXY_CONF.trim_start_matches('/')),
         "# Stand-in for pipelock in the end-to-end test.\nPort 8888\nListen 127.0.0.1\n\
@@ -481,6 +617,17 @@ pub fn run(lab: &mut Lab) -> Result<()> {
     })?;
     lab.step("scenario: the seed's five checks", |lab| {
         five_checks(lab, "installed");
+        Ok(())
+    })?;
+    lab.step(
+        "scenario: verify catches each break, apply repairs it",
+        |lab| {
+            verify_breaks(lab);
+            Ok(())
+        },
+    )?;
+    lab.step("scenario: blocked lists the agent's attempt", |lab| {
+        blocked_attempt_is_listed(lab);
         Ok(())
     })?;
     lab.step("scenario: reboot", |lab| {
