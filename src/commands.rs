@@ -1,5 +1,22 @@
 //! Runs each subcommand: ties config, facts and render to the host layer and to output.
 
+/// `println!` that ignores a closed stdout (`| head`, a maintainer script's pipe): output must
+/// never abort a half-done apply or remove.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout, like `outln!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use anyhow::{Context, Result};
 
 use crate::cli::{
@@ -63,15 +80,15 @@ fn render_command(args: RenderArgs) -> Result<i32> {
     if let Some(out) = &args.out {
         host::fs::write_tree(out, &files)?;
         for file in &files {
-            println!("wrote {}{}", out, file.path);
+            outln!("wrote {}{}", out, file.path);
         }
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&files)?);
+        outln!("{}", serde_json::to_string_pretty(&files)?);
     } else {
         for file in &files {
-            println!("==> {} (mode {:04o}) <==", file.path, file.mode);
-            print!("{}", file.contents);
-            println!();
+            outln!("==> {} (mode {:04o}) <==", file.path, file.mode);
+            out!("{}", file.contents);
+            outln!();
         }
     }
     Ok(exit::OK)
@@ -79,17 +96,8 @@ fn render_command(args: RenderArgs) -> Result<i32> {
 
 fn check_config(args: CheckConfigArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    print!("{}", toml::to_string(&config)?);
+    out!("{}", toml::to_string(&config)?);
     Ok(exit::OK)
-}
-
-/// `println!` that ignores a closed stdout (`| head`, a maintainer script's pipe): output must
-/// never abort a half-done apply or remove.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
 }
 
 /// Unless running as root, print why root is needed and what works without it, and give the
@@ -135,7 +143,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             for warning in &warnings {
                 eprintln!("warning: {warning}");
             }
-            print!("{}", plan.diff());
+            out!("{}", plan.diff());
         }
         return Ok(exit::OK);
     }
@@ -246,16 +254,16 @@ fn verify_command(args: VerifyArgs) -> Result<i32> {
         verify::evaluate(&config, &observations),
     );
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     Ok(report.exit_code())
 }
 
 fn agent_probe(args: AgentProbeArgs) -> Result<i32> {
     for (spec, word) in host::verify::agent_probe(&args.specs) {
-        println!("{spec}\t{word}");
+        outln!("{spec}\t{word}");
     }
     Ok(exit::OK)
 }
@@ -264,9 +272,9 @@ fn status_command(args: StatusArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     let view = host::verify::status_view(&config);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        print!("{}", view.to_text());
+        out!("{}", view.to_text());
     }
     Ok(exit::OK)
 }
@@ -278,14 +286,14 @@ fn blocked_command(args: BlockedArgs) -> Result<i32> {
     };
     let entries = host::verify::read_blocked(&source)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "entries": entries }))?
         );
     } else if entries.is_empty() {
-        println!("no blocked attempts in the kernel log");
+        outln!("no blocked attempts in the kernel log");
     } else {
-        print!("{}", crate::blocked::to_text(&entries));
+        out!("{}", crate::blocked::to_text(&entries));
     }
     Ok(exit::OK)
 }
@@ -301,7 +309,7 @@ fn metrics_command(args: MetricsArgs) -> Result<i32> {
     let text = crate::metrics::render(&host::verify::metrics_input(&config));
     match &args.output {
         Some(path) => host::verify::write_atomic(path, &text, 0o644)?,
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(exit::OK)
 }
@@ -325,23 +333,21 @@ fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {
     };
     match edit {
         crate::tools::Edit::Unchanged if add => {
-            println!("{} is already allowed", args.tool);
+            outln!("{} is already allowed", args.tool);
             return Ok(exit::OK);
         }
         crate::tools::Edit::Unchanged => {
-            println!("{} is not in tools.wrap; nothing to remove", args.tool);
+            outln!("{} is not in tools.wrap; nothing to remove", args.tool);
             return Ok(exit::OK);
         }
         crate::tools::Edit::Changed(new_text) => {
             host::tools::write_atomic(path, &new_text)?;
             let done = if add { "added to" } else { "removed from" };
-            println!("{} {done} tools.wrap in {path}", args.tool);
+            outln!("{} {done} tools.wrap in {path}", args.tool);
         }
     }
     if args.no_apply {
-        println!(
-            "not applied (--no-apply): run `pipelock-containment apply` to update the wrappers"
-        );
+        outln!("not applied (--no-apply): run `pipelock-containment apply` to update the wrappers");
         return Ok(exit::OK);
     }
     host::tools::run_apply(path)?;
@@ -352,12 +358,12 @@ fn tools_list(args: ToolsListArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     let entries = crate::tools::list(&config);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {
-        println!("no tools allowed (add one: pipelock-containment tools add NAME)");
+        outln!("no tools allowed (add one: pipelock-containment tools add NAME)");
     } else {
         for entry in &entries {
-            println!("{}\t{}", entry.command, entry.tool);
+            outln!("{}\t{}", entry.command, entry.tool);
         }
     }
     Ok(exit::OK)

@@ -27,7 +27,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
     }
     let record = &outcome.record;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&Summary::of(record))?);
+        outln!("{}", serde_json::to_string_pretty(&Summary::of(record))?);
     } else {
         let parents: Vec<&str> = record
             .entries
@@ -35,7 +35,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
             .filter(|c| c.role == Role::Parent)
             .map(|c| c.path.as_str())
             .collect();
-        println!(
+        outln!(
             "granted {} to {} ({}){}",
             record.path,
             record.agent.name,
@@ -46,9 +46,9 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
             }
         );
         if !parents.is_empty() {
-            println!("  traversal (--x) added on: {}", parents.join(", "));
+            outln!("  traversal (--x) added on: {}", parents.join(", "));
         }
-        println!(
+        outln!(
             "  {} ACLs changed, {} credential files closed to the agent; undo with \
              `pipelock-containment revoke {}`",
             record.entries.len(),
@@ -67,7 +67,7 @@ pub fn revoke(args: RevokeArgs) -> Result<i32> {
     let Some(path) = &args.path else {
         let (revoked, problems) = host::grants::revoke_all(&config)?;
         for path in &revoked {
-            println!("revoked {path}");
+            outln!("revoked {path}");
         }
         for problem in &problems {
             eprintln!("error: {problem}");
@@ -79,7 +79,7 @@ pub fn revoke(args: RevokeArgs) -> Result<i32> {
         });
     };
     let record = host::grants::revoke(&config, &caller, path)?;
-    println!(
+    outln!(
         "revoked {} ({}, granted by {} at {})",
         record.path,
         record.mode,
@@ -98,7 +98,7 @@ pub fn grants(args: GrantsArgs) -> Result<i32> {
             host::grants::check_operator_arguments(&caller, &args.config.config, false)?;
             let (revoked, problems) = host::grants::expire(&config)?;
             for path in &revoked {
-                println!("expired: revoked {path}");
+                outln!("expired: revoked {path}");
             }
             for problem in &problems {
                 eprintln!("error: {problem}");
@@ -113,16 +113,19 @@ pub fn grants(args: GrantsArgs) -> Result<i32> {
             let records = host::grants::list(&config)?;
             if args.json {
                 let summaries: Vec<Summary> = records.grants.iter().map(Summary::of).collect();
-                println!("{}", serde_json::to_string_pretty(&summaries)?);
+                outln!("{}", serde_json::to_string_pretty(&summaries)?);
             } else if records.grants.is_empty() {
-                println!("no active grants");
+                outln!("no active grants");
             } else {
-                println!(
+                outln!(
                     "{:<40} {:<4} {:<12} {:<21} EXPIRES",
-                    "PATH", "MODE", "BY", "GRANTED"
+                    "PATH",
+                    "MODE",
+                    "BY",
+                    "GRANTED"
                 );
                 for g in &records.grants {
-                    println!(
+                    outln!(
                         "{:<40} {:<4} {:<12} {:<21} {}",
                         g.path,
                         g.mode,
