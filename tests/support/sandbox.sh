@@ -18,8 +18,6 @@ for d in etc usr var; do
     mount -t overlay "overlay-lifecycle-$d" \
         -o "lowerdir=/$d,upperdir=$SANDBOX_WORK/upper-$d,workdir=$SANDBOX_WORK/work-$d" "/$d"
 done
-mount -t tmpfs tmpfs-lifecycle-run /run
-mount -t tmpfs tmpfs-lifecycle-tmp /tmp
 ip link set lo up
 install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
 install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
@@ -31,6 +29,9 @@ done
     install -m 0644 "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" /usr/lib/sysusers.d/
 [ -f /etc/pipelock-containment/containment.toml ] || \
     install -m 0644 "$SANDBOX_ROOT/pkg/containment.toml" /etc/pipelock-containment/containment.toml
+# Last: the checkout (and the binary) may live below /tmp.
+mount -t tmpfs tmpfs-lifecycle-run /run
+mount -t tmpfs tmpfs-lifecycle-tmp /tmp
 cd /
 exec sh -u -c "$SANDBOX_SCRIPT"
 '

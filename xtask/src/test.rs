@@ -108,6 +108,8 @@ fn cargo_test() -> Result<()> {
         "test",
         "--workspace",
         "--locked",
+        // Every test binary runs, so one failure does not hide the others.
+        "--no-fail-fast",
     ]))
 }
 
