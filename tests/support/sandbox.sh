@@ -29,9 +29,15 @@ done
     install -m 0644 "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" /usr/lib/sysusers.d/
 [ -f /etc/pipelock-containment/containment.toml ] || \
     install -m 0644 "$SANDBOX_ROOT/pkg/containment.toml" /etc/pipelock-containment/containment.toml
-# Last: the checkout (and the binary) may live below /tmp.
+# The checkout (scripts, binary) may live below /tmp or /run: keep it reachable at its path.
+mkdir -p /var/lib/sandbox-checkout
+mount --bind "$SANDBOX_ROOT" /var/lib/sandbox-checkout
 mount -t tmpfs tmpfs-lifecycle-run /run
 mount -t tmpfs tmpfs-lifecycle-tmp /tmp
+if [ ! -d "$SANDBOX_ROOT/debian" ]; then
+    mkdir -p "$SANDBOX_ROOT"
+    mount --bind /var/lib/sandbox-checkout "$SANDBOX_ROOT"
+fi
 cd /
 exec sh -u -c "$SANDBOX_SCRIPT"
 '
