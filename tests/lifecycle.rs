@@ -92,6 +92,16 @@ fn needs_root(test: &str) -> bool {
     false
 }
 
+/// Run `script` in a fresh sandbox as root (or skip loudly); it must print OK.
+fn passes(test: &str, tag: &str, script: &str) {
+    if needs_root(test) {
+        return;
+    }
+    let out = Sandbox::new(tag).must(script);
+    println!("{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -146,11 +156,9 @@ echo OK
 
 #[test]
 fn injected_failure_at_each_step_leaves_the_host_identical() {
-    if needs_root("injected_failure_at_each_step_leaves_the_host_identical") {
-        return;
-    }
-    let sandbox = Sandbox::new("inject");
-    let out = sandbox.must(
+    passes(
+        "injected_failure_at_each_step_leaves_the_host_identical",
+        "inject",
         r#"
 # Fresh host: the accounts are created (and kept); then every step fails in turn.
 PIPELOCK_CONTAINMENT_FAIL_AT=validate:/etc/nftables.d/pipelock-containment.nft \
@@ -192,17 +200,13 @@ nft list table inet pipelock_containment | grep -q "dport 3128" || fail "new tab
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
 fn real_failures_roll_back() {
-    if needs_root("real_failures_roll_back") {
-        return;
-    }
-    let sandbox = Sandbox::new("real");
-    let out = sandbox.must(
+    passes(
+        "real_failures_roll_back",
+        "real",
         r#"
 PIPELOCK_CONTAINMENT_FAIL_AT=validate:/etc/nftables.d/pipelock-containment.nft \
     pipelock-containment apply >/dev/null 2>&1 && fail "setup"
@@ -246,17 +250,13 @@ check "missing nft"
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
 fn remove_ends_agent_processes_and_leaves_nothing_then_purge() {
-    if needs_root("remove_ends_agent_processes_and_leaves_nothing_then_purge") {
-        return;
-    }
-    let sandbox = Sandbox::new("remove");
-    let out = sandbox.must(
+    passes(
+        "remove_ends_agent_processes_and_leaves_nothing_then_purge",
+        "remove",
         r#"
 pipelock-containment apply >/dev/null || fail "apply"
 uid=$(id -u cc-agent)
@@ -300,17 +300,13 @@ getent passwd pipelock-proxy >/dev/null && fail "proxy user kept despite opt-in"
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
 fn refuses_upstream_and_migrates_user_units() {
-    if needs_root("refuses_upstream_and_migrates_user_units") {
-        return;
-    }
-    let sandbox = Sandbox::new("upstream");
-    let out = sandbox.must(
+    passes(
+        "refuses_upstream_and_migrates_user_units",
+        "upstream",
         r#"
 touch /etc/sudoers.d/50-pipelock-agent
 pipelock-containment apply > /tmp/out 2>&1; rc=$?
@@ -341,8 +337,6 @@ setpriv --reuid nobody --regid nogroup --clear-groups pipelock-containment apply
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
@@ -438,12 +432,11 @@ fn units_pass_systemd_analyze_verify() {
 
 #[test]
 fn deb_maintainer_scripts_handle_every_argument() {
-    if needs_root("deb_maintainer_scripts_handle_every_argument") {
-        return;
-    }
-    let sandbox = Sandbox::new("debscripts");
-    let out = sandbox.must(&format!(
-        r#"
+    passes(
+        "deb_maintainer_scripts_handle_every_argument",
+        "debscripts",
+        &format!(
+            r#"
 D={root}/debian
 sh -e $D/postinst configure "" > /tmp/out 2>&1 || {{ cat /tmp/out; fail "postinst configure (install)"; }}
 nft list table inet pipelock_containment >/dev/null || fail "no table after install"
@@ -483,20 +476,18 @@ getent group pipelock-operators >/dev/null && fail "operators group kept despite
 [ ! -e /etc/pipelock-containment ] || fail "config dir left after purge"
 echo OK
 "#,
-        root = env!("CARGO_MANIFEST_DIR")
-    ));
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
+            root = env!("CARGO_MANIFEST_DIR")
+        ),
+    );
 }
 
 #[test]
 fn rpm_scriptlets_follow_dollar_one() {
-    if needs_root("rpm_scriptlets_follow_dollar_one") {
-        return;
-    }
-    let sandbox = Sandbox::new("rpmscripts");
-    let out = sandbox.must(&format!(
-        r#"
+    passes(
+        "rpm_scriptlets_follow_dollar_one",
+        "rpmscripts",
+        &format!(
+            r#"
 R={root}/rpm
 sh $R/pre.sh 1 || fail "%pre 1"
 getent passwd cc-agent >/dev/null || fail "%pre created no agent"
@@ -518,19 +509,16 @@ sh $R/postun.sh 0 || fail "%postun 0"
 getent passwd cc-agent >/dev/null || fail "users deleted without opt-in"
 echo OK
 "#,
-        root = env!("CARGO_MANIFEST_DIR")
-    ));
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
+            root = env!("CARGO_MANIFEST_DIR")
+        ),
+    );
 }
 
 #[test]
 fn image_build_without_kernel_nftables_defers_the_table() {
-    if needs_root("image_build_without_kernel_nftables_defers_the_table") {
-        return;
-    }
-    let sandbox = Sandbox::new("image");
-    let out = sandbox.must(
+    passes(
+        "image_build_without_kernel_nftables_defers_the_table",
+        "image",
         r#"
 # No CAP_NET_ADMIN: the kernel's nftables is out of reach, as in an image build.
 nocap() { setpriv --bounding-set -net_admin --inh-caps -net_admin "$@"; }
@@ -552,17 +540,13 @@ nft list table inet pipelock_containment >/dev/null || fail "table missing"
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
 fn accounts_come_from_sysusers_when_packaged_and_names_are_defaults() {
-    if needs_root("accounts_come_from_sysusers_when_packaged_and_names_are_defaults") {
-        return;
-    }
-    let sandbox = Sandbox::new("sysusers");
-    let out = sandbox.must(
+    passes(
+        "accounts_come_from_sysusers_when_packaged_and_names_are_defaults",
+        "sysusers",
         r#"
 cat > /usr/lib/sysusers.d/pipelock-containment.conf <<'X'
 g pipelock-operators -
@@ -592,8 +576,6 @@ nft list table inet pipelock_containment | grep -q "meta skuid $uid jump" || fai
 echo OK
 "#,
     );
-    println!("{out}");
-    assert!(out.contains("OK"), "{out}");
 }
 
 #[test]
