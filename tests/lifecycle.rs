@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_pipelock-containment");
+mod support;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -33,47 +33,9 @@ ids() { pipelock-containment apply --dry-run --json | jq -r '.steps[].id'; }
 AGENT_UID() { id -u cc-agent; }
 "#;
 
-struct Sandbox {
-    work: PathBuf,
-}
-
-impl Sandbox {
-    fn new(test: &str) -> Sandbox {
-        let work =
-            std::env::temp_dir().join(format!("lifecycle-test-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&work);
-        Sandbox { work }
-    }
-
-    /// Run `script` in the sandbox; returns (exit status success, stdout+stderr).
-    fn run(&self, script: &str) -> (bool, String) {
-        let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
-        let output = Command::new("sh")
-            .arg(&support)
-            .arg(&self.work)
-            .arg(BINARY)
-            .arg(format!("{PRELUDE}\n{script}"))
-            .output()
-            .expect("running the sandbox");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
-    }
-
-    fn must(&self, script: &str) -> String {
-        let (ok, text) = self.run(script);
-        assert!(ok, "sandbox script failed:\n{text}");
-        text
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.work);
-    }
+/// A sandbox whose scripts get the helper functions above.
+fn sandbox(tag: &str) -> support::Sandbox {
+    support::Sandbox::new(tag).with_prelude(PRELUDE)
 }
 
 fn needs_root(test: &str) -> bool {
@@ -97,7 +59,7 @@ fn passes(test: &str, tag: &str, script: &str) {
     if needs_root(test) {
         return;
     }
-    let out = Sandbox::new(tag).must(script);
+    let out = sandbox(tag).must(script);
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
 }
@@ -115,7 +77,7 @@ fn apply_twice_reports_no_changes_and_loads_real_uids() {
     if needs_root("apply_twice_reports_no_changes_and_loads_real_uids") {
         return;
     }
-    let sandbox = Sandbox::new("twice");
+    let sandbox = sandbox("twice");
     let out = sandbox.must(
         r#"
 pipelock-containment apply > /tmp/first 2>&1 || { cat /tmp/first; fail "first apply"; }
@@ -589,7 +551,7 @@ fn apply_builds_the_ca_bundle_and_remove_revokes_grants() {
             "`{tool}` is required to run this root test"
         );
     }
-    let sandbox = Sandbox::new("ca-grants");
+    let sandbox = sandbox("ca-grants");
     let out = sandbox.must(
         r#"
 B=/etc/pipelock/combined-ca.pem

@@ -6,12 +6,11 @@
 //! booted-host e2e covers them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_pipelock-containment");
+mod support;
+
 const SCHEMA: &str = include_str!("../docs/verify-schema.json");
 
 const SCRIPT: &str = r#"
@@ -102,23 +101,9 @@ fn each_break_fails_its_probe_and_apply_repairs_it() {
         eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
         return;
     }
-    let work = std::env::temp_dir().join(format!("verify-breaks-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
-    let output = Command::new("sh")
-        .arg(&support)
-        .arg(&work)
-        .arg(BINARY)
-        .arg(SCRIPT)
-        .output()
-        .expect("running the sandbox");
-    let _ = std::fs::remove_dir_all(&work);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "sandbox script failed:\n{text}");
+    let output = support::Sandbox::new("verify-breaks").output(SCRIPT);
+    let text = format!("{}{}", output.stdout, output.stderr);
+    assert!(output.ok, "sandbox script failed:\n{text}");
     let reports = reports(&text);
 
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
@@ -227,23 +212,9 @@ cat /var/lib/prometheus/node-exporter/pipelock_containment.prom
 echo "=== files"
 ls -A /var/lib/prometheus/node-exporter
 "#;
-    let work = std::env::temp_dir().join(format!("verify-status-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
-    let output = Command::new("sh")
-        .arg(&support)
-        .arg(&work)
-        .arg(BINARY)
-        .arg(script)
-        .output()
-        .expect("running the sandbox");
-    let _ = std::fs::remove_dir_all(&work);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = support::Sandbox::new("verify-status").output(script);
+    let text = output.stdout;
+    assert!(output.ok, "{text}{}", output.stderr);
     let section = |name: &str| -> String {
         let start = text.find(&format!("=== {name}\n")).unwrap() + name.len() + 5;
         let end = text[start..]
@@ -331,23 +302,9 @@ echo "=== step proxy-up"; pipelock-containment verify --json --url http://192.0.
 kill "$proxy"; wait "$proxy" 2>/dev/null
 echo "=== step proxy-down"; pipelock-containment verify --json --url http://192.0.2.1:8080/; echo "=== rc $?"
 "#;
-    let work = std::env::temp_dir().join(format!("verify-url-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
-    let output = Command::new("sh")
-        .arg(&support)
-        .arg(&work)
-        .arg(BINARY)
-        .arg(script)
-        .output()
-        .expect("running the sandbox");
-    let _ = std::fs::remove_dir_all(&work);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{text}");
+    let output = support::Sandbox::new("verify-url").output(script);
+    let text = format!("{}{}", output.stdout, output.stderr);
+    assert!(output.ok, "{text}");
     let reports = reports(&text);
     let up = &reports["proxy-up"];
     let s = statuses(up);
