@@ -1,4 +1,5 @@
-//! The Debian packages the build and the tests need, installed with apt when missing.
+//! Every external program the build, the tests, the benchmarks and the helper call, the Debian
+//! package that provides it, and the install step that makes them all present.
 
 use std::process::Command;
 
@@ -6,63 +7,131 @@ use anyhow::{bail, Result};
 
 use crate::cmd;
 
-/// What `cargo xtask dist` needs besides the Rust toolchain.
-pub const BUILD: &[&str] = &[
+/// Who needs a program: the build only, or the tests and benchmarks too.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Need {
+    Build,
+    Test,
+}
+
+/// (program, Debian package, who needs it). `cargo xtask deps --check` proves each resolves;
+/// `every_called_program_is_listed` fails when the code calls a program missing here.
+pub const PROGRAMS: &[(&str, &str, Need)] = &[
     // cargo-deb strips with binutils and finds shared-library dependencies with dpkg-shlibdeps
-    "build-essential",
-    "binutils",
-    "dpkg-dev",
-    "fakeroot",
-    "xz-utils",
+    ("cc", "build-essential", Need::Build),
+    ("strip", "binutils", Need::Build),
+    ("dpkg-shlibdeps", "dpkg-dev", Need::Build),
+    ("fakeroot", "fakeroot", Need::Build),
+    ("xz", "xz-utils", Need::Build),
+    ("gzip", "gzip", Need::Build),
+    ("tar", "tar", Need::Build),
+    ("git", "git", Need::Build),
+    // what the helper drives and the root tests exercise
+    ("nft", "nftables", Need::Test),
+    ("sudo", "sudo", Need::Test),
+    ("visudo", "sudo", Need::Test),
+    ("update-ca-certificates", "ca-certificates", Need::Test),
+    ("systemctl", "systemd", Need::Test),
+    ("systemd-run", "systemd", Need::Test),
+    ("systemd-analyze", "systemd", Need::Test),
+    ("systemd-sysusers", "systemd", Need::Test),
+    ("journalctl", "systemd", Need::Test),
+    ("ip", "iproute2", Need::Test),
+    ("getfacl", "acl", Need::Test),
+    ("setfacl", "acl", Need::Test),
+    ("adduser", "adduser", Need::Test),
+    ("useradd", "passwd", Need::Test),
+    ("userdel", "passwd", Need::Test),
+    ("groupadd", "passwd", Need::Test),
+    ("groupdel", "passwd", Need::Test),
+    ("addgroup", "adduser", Need::Test),
+    ("pgrep", "procps", Need::Test),
+    ("unshare", "util-linux", Need::Test),
+    ("nsenter", "util-linux", Need::Test),
+    ("setpriv", "util-linux", Need::Test),
+    ("runuser", "util-linux", Need::Test),
+    ("dmesg", "util-linux", Need::Test),
+    ("timeout", "coreutils", Need::Test),
+    ("cat", "coreutils", Need::Test),
+    ("rm", "coreutils", Need::Test),
+    ("chroot", "coreutils", Need::Test),
+    ("sh", "dash", Need::Test),
+    ("jq", "jq", Need::Test),
+    ("openssl", "openssl", Need::Test),
+    ("curl", "curl", Need::Test),
+    ("python3", "python3", Need::Test),
+    ("dpkg-query", "dpkg", Need::Test),
+    ("dpkg", "dpkg", Need::Test),
+    ("dpkg-deb", "dpkg", Need::Test),
+    ("apt-get", "apt", Need::Test),
+    // inspecting and linting the packages and the scripts
+    ("rpm", "rpm", Need::Test),
+    ("rpm2archive", "rpm", Need::Test),
+    ("rpmsign", "rpm", Need::Test),
+    ("lintian", "lintian", Need::Test),
+    ("rpmlint", "rpmlint", Need::Test),
+    ("shellcheck", "shellcheck", Need::Test),
+    // the end-to-end suite: a booted Debian container, repositories, a stand-in proxy
+    ("debootstrap", "debootstrap", Need::Test),
+    ("systemd-nspawn", "systemd-container", Need::Test),
+    ("apt-ftparchive", "apt-utils", Need::Test),
+    ("createrepo_c", "createrepo-c", Need::Test),
+    ("gpg", "gnupg", Need::Test),
+    ("gpgconf", "gnupg", Need::Test),
+    ("tinyproxy", "tinyproxy", Need::Test),
+    // benchmarks
+    ("hyperfine", "hyperfine", Need::Test),
 ];
 
-/// What `cargo xtask test` needs on top of `BUILD`.
-pub const TEST: &[&str] = &[
-    // what the helper drives and the root tests exercise
-    "nftables",
-    "sudo",
-    "ca-certificates",
-    "systemd",
-    "iproute2",
-    "acl",
-    "adduser",
-    "passwd",
-    "procps",
-    "util-linux",
-    "jq",
-    "openssl",
-    "curl",
-    "python3",
-    // inspecting and linting the packages and the scripts
-    "rpm",
-    "lintian",
-    "rpmlint",
-    "shellcheck",
-    // the end-to-end suite: a booted Debian container, repositories, a stand-in proxy
-    "debootstrap",
-    "debian-archive-keyring",
-    "systemd-container",
-    "apt-utils",
-    "createrepo-c",
-    "gnupg",
-    "tinyproxy",
+/// Packages needed that provide no program anyone calls by name.
+const DATA_PACKAGES: &[(&str, Need)] = &[
+    ("ca-certificates", Need::Test),
+    ("debian-archive-keyring", Need::Test),
 ];
+
+/// The Debian packages for `need` (the test set includes the build set), de-duplicated.
+pub fn packages(need: Need) -> Vec<&'static str> {
+    let wanted = |n: Need| need == Need::Test || n == Need::Build;
+    let mut out: Vec<&str> = PROGRAMS
+        .iter()
+        .filter(|(_, _, n)| wanted(*n))
+        .map(|(_, package, _)| *package)
+        .chain(
+            DATA_PACKAGES
+                .iter()
+                .filter(|(_, n)| wanted(*n))
+                .map(|(p, _)| *p),
+        )
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// dpkg's `${Status}` (want, error flag, state): only `install ok installed` is a usable package.
+/// `unknown ok not-installed`, `deinstall ok config-files` and `install ok half-installed` are not.
+fn status_is_installed(status: &str) -> bool {
+    status.trim() == "install ok installed"
+}
 
 fn is_installed(package: &str) -> bool {
     cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
-        .map(|out| String::from_utf8_lossy(&out.stdout).ends_with("installed"))
+        .map(|out| {
+            out.status.success() && status_is_installed(&String::from_utf8_lossy(&out.stdout))
+        })
         .unwrap_or(false)
 }
 
-/// Install the packages that are missing (as root), or say exactly what to install.
-pub fn ensure(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
+/// Install the packages for `need` that are missing (as root), or say exactly what to install.
+/// Prints what it found and what it installed, so a log tells a clean machine from a dirty one.
+pub fn ensure(need: Need) -> Result<()> {
+    let wanted = packages(need);
+    let (found, missing): (Vec<&str>, Vec<&str>) =
+        wanted.iter().copied().partition(|p| is_installed(p));
+    eprintln!("deps: found installed: {}", found.join(" "));
     if missing.is_empty() {
-        return Ok(());
+        eprintln!("deps: installed now: (nothing)");
+        return check(need);
     }
     if !nix::unistd::geteuid().is_root() {
         bail!(
@@ -89,5 +158,173 @@ pub fn ensure(packages: &[&str]) -> Result<()> {
         "--no-upgrade",
     ];
     install.extend(&missing);
-    apt(&install)
+    apt(&install)?;
+    eprintln!("deps: installed now: {}", missing.join(" "));
+    check(need)
+}
+
+/// The directories a program is looked up in: PATH plus the sbin directories (root's PATH).
+fn resolves(program: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .filter(|dir| !dir.is_empty())
+        .any(|dir| {
+            std::fs::metadata(format!("{dir}/{program}")).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        });
+    found
+}
+
+/// `cargo xtask deps --check`: every program in the table for `need` resolves.
+pub fn check(need: Need) -> Result<()> {
+    let wanted = |n: Need| need == Need::Test || n == Need::Build;
+    let unresolved: Vec<String> = PROGRAMS
+        .iter()
+        .filter(|(program, _, n)| wanted(*n) && !resolves(program))
+        .map(|(program, package, _)| format!("{program} (package {package})"))
+        .collect();
+    if !unresolved.is_empty() {
+        bail!(
+            "these programs do not resolve after the install step: {}",
+            unresolved.join(", ")
+        );
+    }
+    eprintln!(
+        "deps: all {} programs resolve",
+        PROGRAMS.iter().filter(|(_, _, n)| wanted(*n)).count()
+    );
+    Ok(())
+}
+
+/// Programs named as string literals in `source`: `Command::new("x")`, `run("x", …)`,
+/// `run_ok("x", …)`. Commands inside the booted test host are not counted (they run there).
+#[cfg(test)]
+pub fn called_programs(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for opener in [
+        "Command::new(\"",
+        " run(\"",
+        "(run(\"",
+        " run_ok(\"",
+        "(run_ok(\"",
+    ] {
+        let mut rest = source;
+        while let Some(at) = rest.find(opener) {
+            rest = &rest[at + opener.len()..];
+            if let Some(end) = rest.find('"') {
+                let name = &rest[..end];
+                if !name.is_empty()
+                    && !name.contains(['/', ' ', '{'])
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+                {
+                    out.push(name.to_owned());
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_install_ok_installed_counts() {
+        assert!(status_is_installed("install ok installed"));
+        assert!(status_is_installed("install ok installed\n"));
+        for status in [
+            "unknown ok not-installed",
+            "deinstall ok config-files",
+            "purge ok not-installed",
+            "install ok half-installed",
+            "install ok unpacked",
+            "install ok half-configured",
+            "install ok triggers-awaited",
+            "install ok triggers-pending",
+            "install reinstreq half-installed",
+            "hold ok not-installed",
+            "",
+        ] {
+            assert!(
+                !status_is_installed(status),
+                "{status:?} counted as installed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_literals_and_skips_paths() {
+        let src = r#"Command::new("nft").arg("x"); let o = run("systemctl", &[]); run_ok("visudo", &[]);
+            Command::new("/usr/bin/env"); Command::new(program); Command::new("a b");"#;
+        assert_eq!(called_programs(src), vec!["nft", "systemctl", "visudo"]);
+    }
+
+    /// Every program the code names must be in the table, or a clean machine lacks it.
+    #[test]
+    fn every_called_program_is_listed() {
+        let root = crate::cmd::project_root();
+        let mut files = Vec::new();
+        for dir in ["src", "xtask/src", "tests"] {
+            collect_rs(&root.join(dir).into_std_path_buf(), &mut files);
+        }
+        assert!(
+            files.len() > 20,
+            "the scan found only {} files",
+            files.len()
+        );
+        let listed: Vec<&str> = PROGRAMS.iter().map(|(p, _, _)| *p).collect();
+        let mut missing = Vec::new();
+        for file in &files {
+            if file.ends_with("xtask/src/deps.rs") {
+                continue; // its tests name made-up programs on purpose
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            for program in called_programs(&text) {
+                if !listed.contains(&program.as_str()) {
+                    missing.push(format!("{program} ({})", file.display()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "programs called but missing from deps::PROGRAMS: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_program_missing_from_the_table_is_caught() {
+        let listed: Vec<&str> = PROGRAMS.iter().map(|(p, _, _)| *p).collect();
+        let called = called_programs(r#"Command::new("frobnicate-ruleset")"#);
+        assert_eq!(called, vec!["frobnicate-ruleset"]);
+        assert!(!listed.contains(&called[0].as_str()));
+    }
+
+    #[test]
+    fn test_packages_include_the_build_packages() {
+        let test = packages(Need::Test);
+        for p in packages(Need::Build) {
+            assert!(test.contains(&p), "{p}");
+        }
+        assert!(test.contains(&"acl") && test.contains(&"hyperfine"));
+    }
+
+    fn collect_rs(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect_rs(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
 }

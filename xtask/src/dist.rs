@@ -117,7 +117,7 @@ pub fn arch_names() -> Result<(String, String)> {
 pub fn dist(args: &DistArgs) -> Result<Packages> {
     let root = cmd::project_root();
     let (config_text, config) = packaged_config(args.config.as_deref())?;
-    deps::ensure(deps::BUILD)?;
+    deps::ensure(deps::Need::Build)?;
     let version = full_version(args.version_suffix.as_deref())?;
     let (deb_arch, rpm_arch) = arch_names()?;
     let out_dir = match &args.out_dir {

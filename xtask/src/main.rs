@@ -46,6 +46,12 @@ enum Task {
     /// End-to-end test as root: boot a Debian host with systemd, install the package from the
     /// signed repository, run the containment checks and the package lifecycle.
     E2e(e2e::E2eArgs),
+    /// Install the Debian packages the build and the tests need (as root), then prove that every
+    /// program they call resolves. `--check`: only the proof, installing nothing.
+    Deps {
+        #[arg(long)]
+        check: bool,
+    },
     /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
     BenchLaunch {
         /// Timed runs per command.
@@ -66,7 +72,11 @@ fn main() -> ExitCode {
         Task::Test => test::run(),
         Task::Repo(args) => e2e::repo_command(&args),
         Task::E2e(args) => e2e::e2e_command(&args),
-        Task::BenchLaunch { runs } => bench_launch::run(runs),
+        Task::Deps { check: true } => deps::check(deps::Need::Test),
+        Task::Deps { check: false } => deps::ensure(deps::Need::Test),
+        Task::BenchLaunch { runs } => {
+            deps::ensure(deps::Need::Test).and_then(|()| bench_launch::run(runs))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

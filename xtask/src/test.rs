@@ -40,8 +40,7 @@ pub fn run() -> Result<()> {
     let start = Instant::now();
     let mut results = Vec::new();
 
-    let needed: Vec<&str> = deps::BUILD.iter().chain(deps::TEST).copied().collect();
-    cmd::step("test dependencies (apt)", || deps::ensure(&needed))?;
+    cmd::step("test dependencies (apt)", || deps::ensure(deps::Need::Test))?;
     timed(&mut results, "cargo test --workspace", || {
         cargo_test().map(|()| Outcome::Passed)
     });
