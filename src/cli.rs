@@ -86,6 +86,86 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// List the active grants; `grants expire` revokes the expired ones (run by a timer).
     Grants(GrantsArgs),
+    /// List the contained agent sessions; `sessions stop ID|--all` ends them (root).
+    #[command(
+        long_about = "List the contained agent sessions: every launch through cc-launch or a \
+        tool wrapper runs as a transient systemd unit (pipelock-agent-ID.service) in \
+        pipelock-agents.slice, as the agent user, with its own network namespace (the proxy is \
+        reached through a unix-socket bridge) and its own file-system view. Shows the unit, \
+        operator, tool, working directory, grants, start time, task count and memory.\n\n\
+        `sessions stop ID|--all` ends every process of those sessions: systemd kills the \
+        whole cgroup (SIGTERM, then SIGKILL after 5 s), so no fork loop survives."
+    )]
+    Sessions(SessionsArgs),
+}
+
+/// `cc-launch`'s command line, for its man page (cc-launch itself parses nothing: every word
+/// after TOOL goes to the tool unchanged).
+pub fn cc_launch_command() -> clap::Command {
+    clap::Command::new("cc-launch")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Run an allowed AI coding tool as the agent user, in a contained session")
+        .long_about(
+            "Run TOOL (one of tools.wrap in /etc/pipelock-containment/containment.toml) as the \
+             agent user in a contained session: a transient systemd unit in \
+             pipelock-agents.slice with its own network namespace, whose only way out is the \
+             egress proxy (through a unix-socket bridge), and its own file-system view (the \
+             agent's home and the active grants; protected paths read-only). The session gets \
+             a pty of its own when you are on a terminal, pipes otherwise. Only members of the \
+             operators' group (users.operators_group) may launch; cc-launch runs \
+             `sudo -n /usr/libexec/pipelock-containment/launch-session TOOL [ARGS...]`, the \
+             one command the sudoers drop-in grants. List sessions with \
+             `pipelock-containment sessions`.",
+        )
+        .after_help(
+            "Exit codes: the tool's own (128+N when it died of signal N); 64 no tool given; \
+             77 not an operator, or the current directory is not visible to the agent (grant it \
+             with `pipelock-containment grant DIR`); 78 invalid config; 125 the session cannot \
+             be contained (no systemd, no network namespaces, the bridge not running); 126 tool \
+             not allowed or invalid name; 127 tool not installed for the agent.",
+        )
+        .arg(
+            clap::Arg::new("tool")
+                .value_name("TOOL")
+                .required(true)
+                .help("The tool to run"),
+        )
+        .arg(
+            clap::Arg::new("args")
+                .value_name("ARGS")
+                .num_args(0..)
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true)
+                .help("Passed to the tool unchanged"),
+        )
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Print the sessions as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<SessionsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// End sessions: their units are stopped and every process in them ends (root).
+    Stop(SessionsStopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsStopArgs {
+    /// The session's unit name, or its id (the hex part).
+    #[arg(value_name = "ID", required_unless_present = "all")]
+    pub ids: Vec<String>,
+    /// Every session (stops pipelock-agents.slice).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Show what would be stopped and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ use crate::render;
 use crate::verify;
 
 mod grants_cli;
+mod sessions_cli;
 
 /// Run the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Grant(args) => grants_cli::grant(args),
         Command::Revoke(args) => grants_cli::revoke(args),
         Command::Grants(args) => grants_cli::grants(args),
+        Command::Sessions(args) => sessions_cli::sessions(args),
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Config {
     /// Absent in configs written before grants existed: then the defaults apply.
     #[serde(default)]
     pub grants: Grants,
+    /// Absent in configs written before contained sessions: then the defaults apply.
+    #[serde(default)]
+    pub session: SessionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +101,60 @@ impl Default for Grants {
         Grants {
             records: crate::paths::GRANT_RECORDS.into(),
             credential_patterns: default_credential_patterns(),
+        }
+    }
+}
+
+/// Contained sessions: limits, host sockets hidden from the agent, protected names in grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    pub tasks_max: u32,
+    pub memory_high: String,
+    pub memory_max: String,
+    pub cpu_weight: u32,
+    pub inaccessible_paths: Vec<Utf8PathBuf>,
+    pub protected_names: Vec<String>,
+    pub publish_ports: Vec<u16>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            tasks_max: 512,
+            memory_high: "60%".into(),
+            memory_max: "75%".into(),
+            cpu_weight: 50,
+            inaccessible_paths: [
+                "/run/dbus/system_bus_socket",
+                "/run/systemd/resolve",
+                "/run/nscd",
+                "/run/avahi-daemon",
+                "/run/cups",
+                "/tmp/.X11-unix",
+            ]
+            .iter()
+            .map(|p| Utf8PathBuf::from(*p))
+            .collect(),
+            protected_names: [
+                ".git/hooks/",
+                ".git/config",
+                ".gitmodules",
+                ".envrc",
+                ".vscode/",
+                ".idea/",
+                ".bashrc",
+                ".bash_profile",
+                ".bash_login",
+                ".profile",
+                ".zshrc",
+                ".zprofile",
+                ".zshenv",
+            ]
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+            publish_ports: Vec::new(),
         }
     }
 }
@@ -282,6 +339,69 @@ impl Config {
                 return fail("tools.env_passthrough", format!("{name:?}: {problem}"));
             }
         }
+        if self.session.tasks_max < 8 {
+            return fail(
+                "session.tasks_max",
+                "must be at least 8 (a shell and a tool need a few tasks)".into(),
+            );
+        }
+        if !(1..=10000).contains(&self.session.cpu_weight) {
+            return fail("session.cpu_weight", "must be 1-10000".into());
+        }
+        for (key, value) in [
+            ("session.memory_high", &self.session.memory_high),
+            ("session.memory_max", &self.session.memory_max),
+        ] {
+            if !is_memory_size(value) {
+                return fail(
+                    key,
+                    format!(
+                        "{value:?} is not a size: use bytes with K, M, G or T, a percentage \
+                         of the machine's memory (\"75%\"), or \"infinity\""
+                    ),
+                );
+            }
+        }
+        for path in &self.session.inaccessible_paths {
+            check_absolute("session.inaccessible_paths", path)?;
+        }
+        for name in &self.session.protected_names {
+            if name.is_empty()
+                || name.starts_with('/')
+                || name
+                    .trim_end_matches('/')
+                    .split('/')
+                    .any(|part| part.is_empty() || part == ".." || part == ".")
+                || name.contains(['"', '\\', '\n', ' '])
+            {
+                return fail(
+                    "session.protected_names",
+                    format!(
+                        "{name:?} must be a relative path inside a grant, like \".envrc\" \
+                         or \".git/hooks/\" (a trailing `/`: a directory)"
+                    ),
+                );
+            }
+        }
+        let mut published = std::collections::BTreeSet::new();
+        for port in &self.session.publish_ports {
+            if *port < 1024 {
+                return fail(
+                    "session.publish_ports",
+                    format!("{port} is below 1024: the bridge is unprivileged; use 1024-65535"),
+                );
+            }
+            if *port == self.proxy.listen_port || self.network.allowed_loopback_ports.contains(port)
+            {
+                return fail(
+                    "session.publish_ports",
+                    format!("{port} is the proxy's or an allowed loopback port: it cannot also be published"),
+                );
+            }
+            if !published.insert(*port) {
+                return fail("session.publish_ports", format!("{port} is listed twice"));
+            }
+        }
         for pattern in &self.grants.credential_patterns {
             if let Err(message) = pattern.validate() {
                 return fail("grants.credential_patterns", message);
@@ -289,6 +409,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A systemd memory size: `infinity`, `N%`, or digits with an optional K/M/G/T suffix.
+fn is_memory_size(value: &str) -> bool {
+    if value == "infinity" {
+        return true;
+    }
+    if let Some(percent) = value.strip_suffix('%') {
+        return percent.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p));
+    }
+    let digits = value.trim_end_matches(['K', 'M', 'G', 'T']);
+    value.len() - digits.len() <= 1
+        && !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 fn check_absolute(key: &str, path: &Utf8Path) -> Result<(), (String, String)> {

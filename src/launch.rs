@@ -77,6 +77,8 @@ pub enum Refusal {
     RuleNotInForce(String),
     /// Nothing listens on the proxy address.
     ProxyDown { address: String, reason: String },
+    /// A session cannot be contained (no systemd, no namespaces, no bridge, a shared network).
+    NotContained(String),
 }
 
 impl Refusal {
@@ -86,7 +88,9 @@ impl Refusal {
             Refusal::BadName(_) | Refusal::NotAllowed(_) => EXIT_NOT_ALLOWED,
             Refusal::NotFound { .. } => EXIT_NOT_FOUND,
             Refusal::WrongUser { .. } | Refusal::Cwd { .. } => exit::NEED_ROOT,
-            Refusal::RuleNotInForce(_) | Refusal::ProxyDown { .. } => EXIT_NOT_CONTAINED,
+            Refusal::RuleNotInForce(_) | Refusal::ProxyDown { .. } | Refusal::NotContained(_) => {
+                EXIT_NOT_CONTAINED
+            }
         }
     }
 }
@@ -134,6 +138,10 @@ impl fmt::Display for Refusal {
                 "refused: the containment rule is not in force for the agent user ({what}), \
                  so the tool would reach the network directly. Load it: \
                  `systemctl start pipelock-containment` (or `pipelock-containment apply` as root)"
+            ),
+            Refusal::NotContained(what) => write!(
+                f,
+                "refused: the session cannot be contained: {what}. Nothing was started"
             ),
             Refusal::ProxyDown { address, reason } => write!(
                 f,

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod paths;
 pub mod plan;
 pub mod render;
+pub mod session;
 pub mod status;
 pub mod sysusers;
 pub mod timefmt;

@@ -6,10 +6,10 @@ pub const RULE_FILE: &str = "/etc/nftables.d/pipelock-containment.nft";
 pub const SUDOERS_DROPIN: &str = "/etc/sudoers.d/pipelock-containment";
 /// Generated launcher and tool wrappers; /etc/profile.d puts it first on operators' PATH.
 pub const WRAPPER_DIR: &str = "/var/lib/pipelock-containment/wrappers";
-/// The launcher operators run: `cc-launch TOOL [ARGS...]`.
-pub const LAUNCHER: &str = "/var/lib/pipelock-containment/wrappers/cc-launch";
-/// The packaged program sudo runs as the agent; the sudoers drop-in grants exactly this path.
-pub const AGENT_EXEC: &str = "/usr/libexec/pipelock-containment/agent-exec";
+/// The launcher operators run: `cc-launch TOOL [ARGS...]` (packaged, on the default PATH).
+pub const LAUNCHER: &str = "/usr/bin/cc-launch";
+/// Where releases before contained sessions generated the launcher; remove deletes it.
+pub const OLD_LAUNCHER: &str = "/var/lib/pipelock-containment/wrappers/cc-launch";
 /// Drop-in that gives the packaged proxy unit its user and command.
 pub const PROXY_UNIT_DROPIN: &str =
     "/etc/systemd/system/pipelock-proxy.service.d/50-pipelock-containment.conf";

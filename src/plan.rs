@@ -25,9 +25,19 @@ pub const CA_PATH_UNIT: &str = crate::ca::PATH_UNIT;
 /// The timer that revokes expired workspace grants.
 pub const GRANTS_TIMER: &str = "pipelock-containment-grants.timer";
 /// Units apply enables, in order.
-pub const UNITS: &[&str] = &[CONTAINMENT_UNIT, PROXY_UNIT, CA_PATH_UNIT, GRANTS_TIMER];
+pub const UNITS: &[&str] = &[
+    CONTAINMENT_UNIT,
+    PROXY_UNIT,
+    CA_PATH_UNIT,
+    GRANTS_TIMER,
+    crate::session::BRIDGE_SOCKET_UNIT,
+];
 /// Helper units: started when not running, never required (a failure only warns).
-const HELPER_UNITS: &[&str] = &[CA_PATH_UNIT, GRANTS_TIMER];
+const HELPER_UNITS: &[&str] = &[
+    CA_PATH_UNIT,
+    GRANTS_TIMER,
+    crate::session::BRIDGE_SOCKET_UNIT,
+];
 /// The operator's own pipelock user unit that install migrates away from.
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
 /// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the config opts in).
@@ -1075,6 +1085,14 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
                 plan.steps.push(Step::StopUnit { unit: unit.into() });
             }
         }
+        if observed.unit(crate::session::BRIDGE_SOCKET_UNIT).installed {
+            for unit in [
+                crate::session::BRIDGE_SOCKET_UNIT,
+                crate::session::BRIDGE_SERVICE_UNIT,
+            ] {
+                plan.steps.push(Step::StopUnit { unit: unit.into() });
+            }
+        }
     } else {
         plan.notes
             .push("systemd is not running: no unit is stopped".into());
@@ -1087,7 +1105,7 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
         paths::SUDOERS_GRANTS_DROPIN,
         paths::PROXY_UNIT_DROPIN,
         crate::ca::PATH_UNIT_DROPIN,
-        paths::LAUNCHER,
+        paths::OLD_LAUNCHER,
     ] {
         files.insert(path.into());
     }
@@ -1133,6 +1151,12 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
         .unwrap_or_else(|| config.grants.records.clone());
     if observed.file(&records) != FileState::Absent {
         plan.steps.push(Step::RevokeGrants { records });
+    }
+    if observed.systemd_running {
+        // Every session ends with its cgroup, fork loops included, before the table goes.
+        plan.steps.push(Step::StopUnit {
+            unit: crate::session::AGENTS_SLICE.into(),
+        });
     }
     plan.steps.push(Step::EndProcesses {
         user: agent,
@@ -1206,6 +1230,9 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
 
 #[cfg(test)]
 mod tests {
+    /// A generated wrapper, written after the table and removed before the processes end.
+    const CLAUDE_WRAPPER: &str = "/var/lib/pipelock-containment/wrappers/claude";
+
     use super::*;
     use crate::facts::{Account, DistroPaths, Facts, LoginUidRange};
 
@@ -1302,7 +1329,11 @@ mod tests {
                 Step::EnableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = true,
                 Step::DisableUnit { unit } => after.units.get_mut(unit).unwrap().enabled = false,
                 Step::StartUnit { unit, .. } => after.units.get_mut(unit).unwrap().active = true,
-                Step::StopUnit { unit } => after.units.get_mut(unit).unwrap().active = false,
+                Step::StopUnit { unit } => {
+                    if let Some(state) = after.units.get_mut(unit) {
+                        state.active = false;
+                    }
+                }
                 Step::DisableUserUnit { link } => after.user_unit_links.retain(|l| l != link),
                 Step::WriteManifest { manifest } => after.manifest = Some(manifest.clone()),
                 Step::RefreshCaBundle { bundle, .. } => {
@@ -1346,7 +1377,7 @@ mod tests {
         let rule = position(&plan, &format!("write:{}", paths::RULE_FILE));
         let load = position(&plan, "nft:load");
         let sudoers = position(&plan, &format!("write:{}", paths::SUDOERS_DROPIN));
-        let launcher = position(&plan, &format!("write:{}", paths::LAUNCHER));
+        let launcher = position(&plan, &format!("write:{}", CLAUDE_WRAPPER));
         assert!(rule < load && load < sudoers && load < launcher, "{ids:?}");
         assert!(position(&plan, "systemd:enable:pipelock-containment.service") > sudoers);
         assert_eq!(ids.last().unwrap(), "manifest");
@@ -1400,11 +1431,6 @@ mod tests {
         let diff = plan.diff();
         assert!(diff.contains(&format!("--- a{codex}")), "{diff}");
         assert!(diff.contains("+++ /dev/null"), "{diff}");
-        // The launcher's usage line lists the tools: it changes too.
-        assert!(
-            diff.contains(&format!("+++ b{}", paths::LAUNCHER)),
-            "{diff}"
-        );
         // The table is unchanged: no reload.
         assert!(!ids(&plan).contains(&"nft:load".to_string()));
         let manifest = match plan.steps.last().unwrap() {
@@ -1448,13 +1474,13 @@ mod tests {
             *mode = 0o644;
         }
         if let Some(FileState::Present { uid, .. }) =
-            after.files.get_mut(Utf8Path::new(paths::LAUNCHER))
+            after.files.get_mut(Utf8Path::new(CLAUDE_WRAPPER))
         {
             *uid = 1000;
         }
         let plan = apply(&config, &after);
         position(&plan, &format!("write:{}", paths::SUDOERS_DROPIN));
-        position(&plan, &format!("write:{}", paths::LAUNCHER));
+        position(&plan, &format!("write:{}", CLAUDE_WRAPPER));
         assert!(plan
             .diff()
             .contains("mode /etc/sudoers.d/pipelock-containment: 0644 -> 0440"));
@@ -1672,13 +1698,13 @@ mod tests {
         let ids = ids(&plan);
         let stop_proxy = position(&plan, "systemd:stop:pipelock-proxy.service");
         let sudoers = position(&plan, &format!("remove:{}", paths::SUDOERS_DROPIN));
-        let launcher = position(&plan, &format!("remove:{}", paths::LAUNCHER));
+        let launcher = position(&plan, &format!("remove:{}", CLAUDE_WRAPPER));
         let end = position(&plan, "processes:cc-agent");
         let delete = position(&plan, "nft:delete");
         assert!(stop_proxy < end && end < delete, "{ids:?}");
         // No new agent can start between ending the old ones and deleting the table.
         assert!(sudoers < end && launcher < end, "{ids:?}");
-        for path in [paths::RULE_FILE, paths::SUDOERS_DROPIN, paths::LAUNCHER] {
+        for path in [paths::RULE_FILE, paths::SUDOERS_DROPIN, CLAUDE_WRAPPER] {
             position(&plan, &format!("remove:{path}"));
         }
         position(&plan, "systemd:disable:pipelock-proxy.service");
@@ -1780,7 +1806,7 @@ mod tests {
         ));
         // After the files, before the units.
         assert!(
-            position(&plan, "ca:bundle") > position(&plan, &format!("write:{}", paths::LAUNCHER))
+            position(&plan, "ca:bundle") > position(&plan, &format!("write:{}", CLAUDE_WRAPPER))
         );
         assert!(
             position(&plan, "ca:bundle")

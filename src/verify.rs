@@ -34,6 +34,8 @@ pub const PROBE_NAMES: &[&str] = &[
     "operator-direct",
     "agent-loopback-denied",
     "dns-policy",
+    "agent-processes-in-sessions",
+    "sessions-isolated",
 ];
 
 const APPLY: &str = "run `pipelock-containment apply` as root";
@@ -230,6 +232,8 @@ pub struct UnitObs {
 pub struct Listener {
     pub addr: SocketAddr,
     pub uid: u32,
+    /// The socket's inode, as /proc/PID/fd links name it (`socket:[INODE]`).
+    pub inode: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +390,27 @@ pub struct Observations {
     pub operator_direct: FetchObs,
     pub agent_loopback: AgentAttempts,
     pub dns: AgentAttempts,
+    pub sessions: SessionsObs,
+}
+
+/// The agent's processes and the running sessions, as the host layer saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionsObs {
+    pub systemd_running: bool,
+    /// Processes of the agent UID outside every session unit: (pid, command line).
+    pub outside: Vec<(u32, String)>,
+    pub sessions: Vec<SessionView>,
+}
+
+/// One running session seen from the host: its network namespace and its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub unit: String,
+    /// Interfaces in the session's network namespace (from /proc/PID/net/dev).
+    pub interfaces: Vec<String>,
+    /// Routes in it that do not go through loopback.
+    pub routes_out: usize,
+    pub tasks_max: Option<u64>,
 }
 
 /// Every probe's verdict, in [`PROBE_NAMES`] order.
@@ -406,7 +431,77 @@ pub fn evaluate(config: &Config, obs: &Observations) -> Vec<Probe> {
         operator_direct(&obs.operator_direct),
         agent_loopback_denied(&obs.agent_loopback),
         dns_policy(config, &obs.dns),
+        agent_processes_in_sessions(&obs.sessions),
+        sessions_isolated(config, &obs.sessions),
     ]
+}
+
+pub fn agent_processes_in_sessions(obs: &SessionsObs) -> Probe {
+    const NAME: &str = "agent-processes-in-sessions";
+    if obs.outside.is_empty() {
+        return Probe::pass(
+            NAME,
+            format!(
+                "every process of the agent runs in a session ({} sessions)",
+                obs.sessions.len()
+            ),
+        );
+    }
+    let listed: Vec<String> = obs
+        .outside
+        .iter()
+        .take(10)
+        .map(|(pid, cmd)| format!("{pid} {cmd}"))
+        .collect();
+    Probe::fail(
+        NAME,
+        format!(
+            "{} process(es) of the agent run outside a session, behind the host table only: {}",
+            obs.outside.len(),
+            listed.join("; ")
+        ),
+        "find who started them (cron, ssh, a script's runuser) and launch through cc-launch; \
+         end them with `kill PID`",
+    )
+}
+
+pub fn sessions_isolated(config: &Config, obs: &SessionsObs) -> Probe {
+    const NAME: &str = "sessions-isolated";
+    if !obs.systemd_running {
+        return Probe::skip(NAME, "systemd is not running: no sessions", "");
+    }
+    let mut problems = Vec::new();
+    for s in &obs.sessions {
+        let others: Vec<&String> = s.interfaces.iter().filter(|i| *i != "lo").collect();
+        if !others.is_empty() || s.routes_out > 0 {
+            problems.push(format!(
+                "{} has interfaces {others:?} and {} routes out",
+                s.unit, s.routes_out
+            ));
+        }
+        if s.tasks_max != Some(u64::from(config.session.tasks_max)) {
+            problems.push(format!(
+                "{} has TasksMax {:?}, not {}",
+                s.unit, s.tasks_max, config.session.tasks_max
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Probe::pass(
+            NAME,
+            format!(
+                "{} sessions, each with only loopback and TasksMax {}",
+                obs.sessions.len(),
+                config.session.tasks_max
+            ),
+        )
+    } else {
+        Probe::fail(
+            NAME,
+            problems.join("; "),
+            "stop them (`pipelock-containment sessions stop ID`) and launch again with cc-launch",
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1217,6 +1312,7 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<Listener> {
         listeners.push(Listener {
             addr: SocketAddr::new(ip, port),
             uid,
+            inode: fields.get(9).and_then(|f| f.parse().ok()).unwrap_or(0),
         });
     }
     listeners

@@ -98,7 +98,7 @@ getent group pipelock-operators >/dev/null || fail "operators group"
 [ -d /var/lib/cc-agent ] || fail "agent home"
 [ "$(stat -c %U /var/lib/cc-agent)" = cc-agent ] || fail "agent home owner"
 getent passwd cc-agent | grep -q nologin || fail "agent shell"
-jq -e '.files | length == 8' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
+jq -e '.files | length == 7' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
 jq -e '.users_created == ["cc-agent","pipelock-proxy"]' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest users"
 [ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "containment unit not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/pipelock-proxy.service ] || fail "proxy unit not enabled"
@@ -196,7 +196,7 @@ mount --bind -o ro /var/lib/pipelock-containment/wrappers /var/lib/pipelock-cont
 pipelock-containment apply > /tmp/out 2>&1; rc=$?
 cat /tmp/out
 [ $rc = 1 ] || fail "read-only target: exit $rc"
-grep -q "write:/var/lib/pipelock-containment/wrappers/cc-launch" /tmp/out || fail "step not named"
+grep -q "write:/var/lib/pipelock-containment/wrappers/claude" /tmp/out || fail "step not named"
 grep -q "rolled back .*nft:load" /tmp/out || grep -q "rolled back nft:load" /tmp/out || fail "table load not rolled back"
 check "read-only target"
 umount /var/lib/pipelock-containment/wrappers

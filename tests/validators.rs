@@ -150,7 +150,7 @@ fn sudoers_dropins_pass_visudo() {
 fn scripts() -> Vec<(String, String)> {
     let mut scripts: Vec<(String, String)> = renderings()
         .into_iter()
-        .filter(|f| matches!(f.kind, FileKind::Launcher | FileKind::Wrapper))
+        .filter(|f| f.kind == FileKind::Wrapper)
         .map(|f| (f.path.to_string(), f.contents))
         .collect();
     for dir in ["debian", "rpm", "pkg/profile.d"] {

@@ -1160,6 +1160,14 @@ pub fn revoke(config: &Config, caller: &Caller, path: &Utf8Path) -> Result<Grant
 }
 
 fn revoke_index(locked: &mut LockedRecords, index: usize) -> Result<GrantRecord> {
+    // Sessions that see the tree (bound in, or working inside it) end first: an open
+    // directory outlives the ACL change.
+    let path = locked.records.grants[index].path.clone();
+    let stopped = super::session::stop_sessions_using(&path)
+        .with_context(|| format!("ending the sessions that use {path}; the grant stays"))?;
+    for unit in &stopped {
+        eprintln!("ended session {unit}: it used {path}");
+    }
     let record = locked.records.grants.remove(index);
     let problems = undo_changes(&record, &locked.records.grants, record.agent.uid);
     if !problems.is_empty() {

@@ -18,8 +18,8 @@ use crate::paths;
 use crate::render::{render_all, FileKind, RenderedFile};
 use crate::verify::{
     parse_proc_net_tcp, Access, AgentAttempts, Attempt, CaBundleObs, CaKeyObs, FetchObs, FileState,
-    GeneratedFileObs, NetOutcome, Observations, ProxyObs, SudoersObs, TableObs, UnitObs, UsersObs,
-    WrappersObs,
+    GeneratedFileObs, NetOutcome, Observations, ProxyObs, SessionView, SessionsObs, SudoersObs,
+    TableObs, UnitObs, UsersObs, WrappersObs,
 };
 
 /// The boot unit that loads the table.
@@ -55,6 +55,8 @@ pub fn systemd_running() -> bool {
 /// Gather everything the probes judge. Never fails: what cannot be observed is recorded as such.
 pub fn observe(config: &Config, options: &Options) -> Observations {
     let agent = lookup_account(&config.users.agent).ok().flatten();
+    // Before the agent probes below start processes of the agent outside any session.
+    let sessions = observe_sessions(agent.as_ref().map(|a| a.uid));
     let proxy = lookup_account(&config.users.proxy).ok().flatten();
     let login_range = std::fs::read_to_string("/etc/login.defs")
         .map(|text| LoginUidRange::from_login_defs(&text))
@@ -185,6 +187,80 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
         operator_direct,
         agent_loopback: loopback,
         dns,
+        sessions,
+    }
+}
+
+/// The agent's processes outside session units, and each session's namespace and limit.
+fn observe_sessions(agent_uid: Option<u32>) -> SessionsObs {
+    let systemd_running = systemd_running();
+    let mut outside = Vec::new();
+    if let (Some(uid), Ok(entries)) = (agent_uid, std::fs::read_dir("/proc")) {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let owner = std::fs::metadata(entry.path()).map(|m| m.uid()).ok();
+            if owner != Some(uid) {
+                continue;
+            }
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let in_session = cgroup.contains(&format!("/{}/", crate::session::AGENTS_SLICE));
+            if !in_session {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|raw| {
+                        String::from_utf8_lossy(&raw)
+                            .replace('\0', " ")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                outside.push((pid, cmd));
+            }
+        }
+    }
+    let mut sessions = Vec::new();
+    if systemd_running {
+        for s in crate::host::session::list_sessions().unwrap_or_default() {
+            let Some(pid) = s.main_pid else { continue };
+            let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+            let interfaces = dev
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+                .collect();
+            let route =
+                std::fs::read_to_string(format!("/proc/{pid}/net/route")).unwrap_or_default();
+            let route6 =
+                std::fs::read_to_string(format!("/proc/{pid}/net/ipv6_route")).unwrap_or_default();
+            let routes_out = route
+                .lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().next() != Some("lo"))
+                .count()
+                + route6
+                    .lines()
+                    .filter(|l| l.split_whitespace().last() != Some("lo"))
+                    .count();
+            let tasks_max = run("systemctl", &["show", "-p", "TasksMax", "--value", &s.unit])
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+            sessions.push(SessionView {
+                unit: s.unit,
+                interfaces,
+                routes_out,
+                tasks_max,
+            });
+        }
+    }
+    SessionsObs {
+        systemd_running,
+        outside,
+        sessions,
     }
 }
 

@@ -37,7 +37,7 @@ fn healthy() -> Observations {
     let wrapper = |tool: &str| format!("#!/bin/sh\nexec {} {tool} \"$@\"\n", paths::LAUNCHER);
     let mut expected = BTreeMap::new();
     let mut found = BTreeMap::new();
-    for tool in ["cc-launch", "claude", "codex", "gemini"] {
+    for tool in ["claude", "codex", "gemini"] {
         let path = format!("{}/{tool}", paths::WRAPPER_DIR);
         expected.insert(path.clone(), (0o755, wrapper(tool)));
         found.insert(path, file(0o755, &wrapper(tool)));
@@ -72,10 +72,12 @@ fn healthy() -> Observations {
                 Listener {
                     addr: "127.0.0.1:8888".parse().unwrap(),
                     uid: 902,
+                    inode: 0,
                 },
                 Listener {
                     addr: "0.0.0.0:22".parse().unwrap(),
                     uid: 0,
+                    inode: 0,
                 },
             ],
         },
@@ -129,7 +131,40 @@ fn healthy() -> Observations {
             attempt("udp 127.0.0.1:53", NetOutcome::Denied),
             attempt("udp 192.0.2.1:53", NetOutcome::Denied),
         ]),
+        sessions: SessionsObs {
+            systemd_running: true,
+            outside: Vec::new(),
+            sessions: vec![SessionView {
+                unit: "pipelock-agent-00000000000000ab.service".into(),
+                interfaces: vec!["lo".into()],
+                routes_out: 0,
+                tasks_max: Some(512),
+            }],
+        },
     }
+}
+
+#[test]
+fn an_agent_process_outside_a_session_fails_and_is_named() {
+    let mut obs = healthy();
+    obs.sessions.outside = vec![(4242, "curl http://192.0.2.1/".into())];
+    let probe = only(&obs, "agent-processes-in-sessions", Status::Fail);
+    assert!(
+        probe.detail.contains("4242 curl http://192.0.2.1/"),
+        "{}",
+        probe.detail
+    );
+}
+
+#[test]
+fn a_session_with_a_way_out_or_no_limit_fails() {
+    let mut obs = healthy();
+    obs.sessions.sessions[0].interfaces.push("eth0".into());
+    let probe = only(&obs, "sessions-isolated", Status::Fail);
+    assert!(probe.detail.contains("eth0"), "{}", probe.detail);
+    let mut obs = healthy();
+    obs.sessions.sessions[0].tasks_max = None;
+    only(&obs, "sessions-isolated", Status::Fail);
 }
 
 fn config() -> Config {
@@ -286,6 +321,7 @@ fn proxy_unit_failures() {
     obs.proxy.listeners.push(Listener {
         addr: "0.0.0.0:8888".parse().unwrap(),
         uid: 902,
+        inode: 0,
     });
     assert!(only(&obs, "proxy-unit", Status::Fail)
         .detail
@@ -534,11 +570,13 @@ fn proc_net_tcp_listeners() {
             vec![
                 Listener {
                     addr: "127.0.0.1:8888".parse().unwrap(),
-                    uid: 998
+                    uid: 998,
+                    inode: 1225,
                 },
                 Listener {
                     addr: "0.0.0.0:22".parse().unwrap(),
-                    uid: 0
+                    uid: 0,
+                    inode: 1226,
                 },
             ]
         );
@@ -547,11 +585,13 @@ fn proc_net_tcp_listeners() {
             vec![
                 Listener {
                     addr: "[::1]:8888".parse().unwrap(),
-                    uid: 998
+                    uid: 998,
+                    inode: 1,
                 },
                 Listener {
                     addr: "[::]:8888".parse().unwrap(),
-                    uid: 998
+                    uid: 998,
+                    inode: 2,
                 },
             ]
         );

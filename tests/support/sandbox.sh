@@ -22,7 +22,8 @@ ip link set lo up
 install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
 install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
 for unit in pipelock-containment.service pipelock-proxy.service pipelock-containment-ca.path \
-    pipelock-containment-ca.service pipelock-containment-grants.timer pipelock-containment-grants.service; do
+    pipelock-containment-ca.service pipelock-containment-grants.timer pipelock-containment-grants.service \
+    pipelock-agents.slice pipelock-containment-bridge.socket pipelock-containment-bridge.service; do
     install -m 0644 "$SANDBOX_ROOT/systemd/$unit" /usr/lib/systemd/system/
 done
 [ -f "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" ] && \

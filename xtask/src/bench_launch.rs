@@ -1,123 +1,124 @@
-//! `cargo xtask bench-launch`: the launch overhead, `cc-launch true` against a bare `sudo -n -u cc-agent true`.
-//!
-//! Runs in the private sandbox of the launch tests (tests/launch/sandbox.rs): real accounts in
-//! an /etc overlay, the rendered rule loaded in a private network namespace, a stand-in proxy,
-//! release binaries installed at their real paths. Needs root and hyperfine. Nothing on the
-//! host changes.
-
-use std::path::Path;
-use std::process::Command;
+//! `cargo xtask bench-launch`: in a booted test host with the package installed, `cc-launch true`
+//! against its floors (a bare `sudo -n -u cc-agent true` and a bare transient unit), and the
+//! proxy bridge against direct loopback (a 1 GiB transfer, 1,000 short connections, RSS).
+//! Everything runs side by side in one run; nothing on the machine running it changes.
 
 use anyhow::{bail, Context, Result};
 
-#[path = "../../tests/launch/sandbox.rs"]
-mod sandbox;
+use crate::e2e::scenario::{self, AGENT, OPERATOR};
+use crate::e2e::Lab;
 
-use sandbox::{assert_ok, describe, Sandbox, AGENT_EXEC, OPERATOR_UID};
+/// Targets from the contained-launch issue.
+const TARGET_FLOOR_RATIO: f64 = 1.3;
+const TARGET_LAUNCH_MS: f64 = 150.0;
+const TARGET_THROUGHPUT_LOSS: f64 = 0.05;
+const TARGET_ADDED_MS_PER_CONNECTION: f64 = 1.0;
+const TARGET_BRIDGE_RSS_KIB: u64 = 10 * 1024;
+/// The loopback port the bridge benchmark's sink serves (an allowed loopback port).
+const SINK_PORT: u16 = 9700;
+const TOOL: &str = include_str!("e2e/attacks/bridge_bench.py");
 
-/// The target from the launch issue: cc-launch may cost at most this much more than bare sudo.
-const TARGET_RATIO: f64 = 1.5;
-
-pub fn run(runs: u32) -> Result<()> {
-    if !nix_is_root() {
-        bail!("bench-launch needs root (namespaces, overlays, nft, sudo): run it with sudo");
+pub fn run(lab: &mut Lab, runs: u32) -> Result<()> {
+    scenario::run_install_only(lab)?;
+    let c = lab.c();
+    std::fs::copy("/usr/bin/hyperfine", lab.rootfs.join("usr/bin/hyperfine"))
+        .context("copying hyperfine into the test host")?;
+    std::fs::write(lab.rootfs.join("root/bridge_bench.py"), TOOL)?;
+    c.must(&format!(
+        "sed -i 's/^allowed_loopback_ports = .*/allowed_loopback_ports = [{SINK_PORT}]/' \
+           /etc/pipelock-containment/containment.toml && \
+         pipelock-containment tools add true && pipelock-containment tools add python3 && \
+         install -m 0644 /root/bridge_bench.py /usr/share/bridge_bench.py && \
+         echo '{OPERATOR} ALL=({AGENT}) NOPASSWD: /usr/bin/true' > /etc/sudoers.d/bench && \
+         chmod 0440 /etc/sudoers.d/bench"
+    ))?;
+    for command in [
+        "cc-launch true".to_string(),
+        format!("sudo -n -u {AGENT} /usr/bin/true"),
+    ] {
+        c.must(&format!(
+            "runuser -u {OPERATOR} -- sh -c 'cd / && {command}'"
+        ))?;
     }
-    if Command::new("hyperfine").arg("--version").output().is_err() {
-        bail!("hyperfine is not installed: `apt-get install hyperfine` (or `cargo install hyperfine`)");
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives inside the project")?
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&repo)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "pipelock-containment",
-            "--bins",
-        ])
-        .status()
-        .context("running cargo build --release")?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| repo.join("target"));
-    let release = target.join("release");
-    let mut sandbox = Sandbox::new(
-        "bench",
-        &repo,
-        &release.join("pipelock-containment"),
-        &release.join("agent-exec"),
-    );
-    // The baseline needs its own grant, in the sandbox only.
-    assert_ok(
-        &sandbox.sh(
-            "echo 'launch-op ALL=(cc-agent) NOPASSWD: /usr/bin/true' >/etc/sudoers.d/launch-bench \
-             && chmod 0440 /etc/sudoers.d/launch-bench",
-        ),
-        "baseline sudoers rule",
-    );
-    sandbox.load_rule();
-    sandbox.start_proxy();
-    for check in ["cc-launch true", "sudo -n -u cc-agent /usr/bin/true"] {
-        assert_ok(&sandbox.as_user(OPERATOR_UID, check), check);
-    }
-    let json = format!("{}/bench.json", sandbox.work());
-    let out = sandbox.as_user(
-        OPERATOR_UID,
-        &format!(
-            "hyperfine -N --style basic --warmup 20 --runs {runs} --export-json {json} \
-             \"cc-launch true\" \"sudo -n -u cc-agent /usr/bin/true\""
-        ),
-    );
-    if !out.status.success() {
-        bail!("hyperfine failed: {}", describe(&out));
-    }
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    let report = sandbox.sh(&format!("cat {json}"));
-    let report: serde_json::Value =
-        serde_json::from_slice(&report.stdout).context("reading hyperfine's JSON")?;
+    let floor =
+        format!("systemd-run --quiet --wait --pipe --collect -p User={AGENT} /usr/bin/true");
+    c.must(&floor)?;
+    // Root runs all three, so the floor needs no sudo; cc-launch's own sudo hop counts.
+    let out = c.must(&format!(
+        "cd / && hyperfine -N --style basic --warmup 10 --runs {runs} --export-json /root/bench.json \
+         'cc-launch true' 'sudo -n -u {AGENT} /usr/bin/true' '{floor}'"
+    ))?;
+    print!("{out}");
+    let report: serde_json::Value = serde_json::from_str(&c.must("cat /root/bench.json")?)
+        .context("reading hyperfine's JSON")?;
     let stat = |index: usize, key: &str| -> Result<f64> {
         report["results"][index][key]
             .as_f64()
+            .map(|s| s * 1e3)
             .with_context(|| format!("hyperfine's JSON has no {key}"))
     };
-    let (launch, sudo) = (stat(0, "mean")?, stat(1, "mean")?);
-    let (launch_median, sudo_median) = (stat(0, "median")?, stat(1, "median")?);
-    // Where cc-launch's time goes (informative): its parts, timed the same way.
-    let parts = sandbox.sh(&format!(
-        "cd {work} && hyperfine -N --style basic --warmup 10 --runs {runs} \
-         \"/bin/sh -c :\" \"/usr/bin/id -Gn\" \
-         \"setpriv --reuid 61234 --regid 61234 --clear-groups /usr/bin/true\" \
-         \"setpriv --reuid 61234 --regid 61234 --clear-groups {AGENT_EXEC} true\"",
-        work = sandbox.work()
-    ));
-    println!("\nParts of the launch (as root in the sandbox):");
-    print!("{}", String::from_utf8_lossy(&parts.stdout));
-    let ratio = launch / sudo;
-    let median_ratio = launch_median / sudo_median;
+    let (launch, sudo, unit) = (stat(0, "mean")?, stat(1, "mean")?, stat(2, "mean")?);
+    let (launch_med, unit_med) = (stat(0, "median")?, stat(2, "median")?);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "\nbench-launch: mean: cc-launch true {:.2} ms, sudo -n -u cc-agent true {:.2} ms, \
-         ratio {ratio:.2}x; median: {:.2} ms vs {:.2} ms, ratio {median_ratio:.2}x \
-         (target <= {TARGET_RATIO}x: {})",
-        launch * 1e3,
-        sudo * 1e3,
-        launch_median * 1e3,
-        sudo_median * 1e3,
-        if ratio <= TARGET_RATIO {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "\nbench-launch (load {}): cc-launch true {launch:.1} ms, sudo -n -u {AGENT} true {sudo:.1} ms, \
+         systemd-run floor {unit:.1} ms; cc-launch / floor {:.2}x by mean, {:.2}x by median \
+         (target <= {TARGET_FLOOR_RATIO}x: {}); under {TARGET_LAUNCH_MS} ms: {}",
+        load.split_whitespace().next().unwrap_or("?"),
+        launch / unit,
+        launch_med / unit_med,
+        verdict(launch / unit <= TARGET_FLOOR_RATIO),
+        verdict(launch <= TARGET_LAUNCH_MS),
     );
+
+    // The bridge: the same client, direct on the host and from a session through the bridge.
+    c.must(&format!(
+        "nohup python3 /usr/share/bridge_bench.py serve {SINK_PORT} > /root/sink.log 2>&1 < /dev/null & \
+         for i in $(seq 50); do ss -Hltn 'sport = :{SINK_PORT}' | grep -q . && exit 0; sleep 0.1; done; exit 1"
+    ))?;
+    let client = format!("python3 /usr/share/bridge_bench.py client {SINK_PORT}");
+    let direct = c.must(&format!("cd / && {client}"))?;
+    let bridged = c.must(&format!(
+        "cd / && runuser -u {OPERATOR} -- sh -c 'cd / && cc-launch {client}'"
+    ))?;
+    let field = |text: &str, key: &str| -> Result<f64> {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key}= in {text:?}"))
+    };
+    let (direct_mibs, bridged_mibs) = (field(&direct, "mib_per_s")?, field(&bridged, "mib_per_s")?);
+    let (direct_ms, bridged_ms) = (
+        field(&direct, "ms_per_conn")?,
+        field(&bridged, "ms_per_conn")?,
+    );
+    let rss_host = c.must("ps -o rss= -C pipelock-bridge | sort -n | tail -1")?;
+    let rss_host: u64 = rss_host.trim().parse().unwrap_or(0);
+    let rss_session = field(&bridged, "session_init_rss_kib").unwrap_or(0.0) as u64;
+    let loss = 1.0 - bridged_mibs / direct_mibs;
+    let added = bridged_ms - direct_ms;
+    println!(
+        "bench-bridge: 1 GiB direct {direct_mibs:.0} MiB/s, through the bridge {bridged_mibs:.0} MiB/s \
+         ({:.1}% lower; target <= {:.0}%: {}); 1,000 connections direct {direct_ms:.3} ms each, bridged \
+         {bridged_ms:.3} ms (+{added:.3} ms; target < {TARGET_ADDED_MS_PER_CONNECTION} ms: {}); RSS: host half \
+         {rss_host} KiB, in-session half {rss_session} KiB (target < {} KiB: {})",
+        loss * 100.0,
+        TARGET_THROUGHPUT_LOSS * 100.0,
+        verdict(loss <= TARGET_THROUGHPUT_LOSS),
+        verdict(added < TARGET_ADDED_MS_PER_CONNECTION),
+        TARGET_BRIDGE_RSS_KIB,
+        verdict(rss_host.max(rss_session) < TARGET_BRIDGE_RSS_KIB),
+    );
+    if rss_host == 0 {
+        bail!("the host half of the bridge was not running during the transfer");
+    }
     Ok(())
 }
 
-fn nix_is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
 }

@@ -13,7 +13,13 @@ use pipelock_containment::{cli, config::Config, sysusers};
 pub const BIN: &str = "pipelock-containment";
 
 /// The binaries the packages ship, as cargo builds them into target/release.
-pub const BINARIES: [&str; 2] = [BIN, "agent-exec"];
+pub const BINARIES: [&str; 5] = [
+    BIN,
+    "cc-launch",
+    "launch-session",
+    "session-init",
+    "pipelock-bridge",
+];
 
 /// Below the workspace root: where the package metadata in Cargo.toml expects the generated files.
 pub const GENERATED_DIR: &str = "target/dist/generated";
@@ -38,6 +44,10 @@ fn man_pages(version: &str) -> Vec<(String, clap_mangen::Man)> {
     }
     let mut pages = Vec::new();
     walk(&built_command(), version, &mut pages);
+    let launcher = clap_mangen::Man::new(cli::cc_launch_command())
+        .source(format!("{BIN} {version}"))
+        .manual("pipelock-containment manual");
+    pages.push((launcher.get_filename(), launcher));
     pages
 }
 
@@ -119,6 +129,8 @@ mod tests {
         assert!(files.contains(&"pipelock-containment-render.1.gz".to_string()));
         assert!(files.contains(&"pipelock-containment-check-config.1.gz".to_string()));
         assert!(!files.iter().any(|f| f.contains("-help.")), "{files:?}");
+        assert!(files.contains(&"cc-launch.1.gz".to_string()));
+        assert!(files.contains(&"pipelock-containment-sessions-stop.1.gz".to_string()));
     }
 
     #[test]

@@ -22,7 +22,10 @@ const PROFILE_FILE: &str = "/etc/profile.d/pipelock-containment.sh";
 const UNITS: [&str; 2] = ["pipelock-containment.service", "pipelock-proxy.service"];
 /// Units shipped for the helper: `apply` enables the CA watcher and the grants timer; the
 /// metrics timer is the admin's choice.
-const HELPER_UNITS: [&str; 6] = [
+const HELPER_UNITS: [&str; 9] = [
+    "pipelock-agents.slice",
+    "pipelock-containment-bridge.socket",
+    "pipelock-containment-bridge.service",
     "pipelock-containment-ca.path",
     "pipelock-containment-ca.service",
     "pipelock-containment-grants.service",
@@ -91,7 +94,10 @@ pub fn check(packages: &Packages) -> Result<()> {
 fn expected_files(format: Format) -> BTreeMap<String, u32> {
     let mut files = BTreeMap::new();
     files.insert(format!("/usr/bin/{BIN}"), 0o755);
-    files.insert(format!("/usr/libexec/{BIN}/agent-exec"), 0o755);
+    files.insert("/usr/bin/cc-launch".into(), 0o755);
+    for program in ["launch-session", "session-init", "pipelock-bridge"] {
+        files.insert(format!("/usr/libexec/{BIN}/{program}"), 0o755);
+    }
     for page in generate::man_page_files() {
         files.insert(format!("/usr/share/man/man1/{page}"), 0o644);
     }

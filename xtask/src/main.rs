@@ -52,7 +52,8 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Benchmark `cc-launch true` against a bare `sudo -n -u cc-agent true` (root, hyperfine).
+    /// Benchmark, in a booted test host: `cc-launch true` against bare sudo and a bare
+    /// transient unit, and the proxy bridge against direct loopback (root, hyperfine).
     BenchLaunch {
         /// Timed runs per command.
         #[arg(long, default_value_t = 300)]
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
         Task::Deps { check: true } => deps::check(deps::Need::Test),
         Task::Deps { check: false } => deps::ensure(deps::Need::Test),
         Task::BenchLaunch { runs } => {
-            deps::ensure(deps::Need::Test).and_then(|()| bench_launch::run(runs))
+            deps::ensure(deps::Need::Test).and_then(|()| e2e::bench_command(runs))
         }
     };
     match result {

@@ -10,6 +10,7 @@ pub mod proc;
 pub mod repo;
 pub mod rootfs;
 pub mod scenario;
+pub mod sessions;
 
 use std::fs;
 use std::process::Command;
@@ -40,6 +41,25 @@ pub struct E2eArgs {
     /// Test the .deb/.rpm in DIR instead of building them with `cargo xtask dist`.
     #[arg(long, value_name = "DIR")]
     artefacts: Option<Utf8PathBuf>,
+    /// Run only the install and the contained-session checks (a quick loop while working on
+    /// sessions); the full scenario is the default.
+    #[arg(long)]
+    sessions_only: bool,
+    /// After the checks, keep the test host booted until the file target/e2e-run/release
+    /// exists (enter it with `nsenter -t PID -a`, PID as printed).
+    #[arg(long)]
+    hold: bool,
+}
+
+/// What runs in the booted test host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Everything: the seed's checks, sessions, verify, lifecycle.
+    Full,
+    /// Install, configure, and the contained-session checks only.
+    Sessions,
+    /// Install, configure, then the launch and bridge benchmarks (`cargo xtask bench-launch`).
+    Bench { runs: u32 },
 }
 
 /// `cargo xtask repo`.
@@ -65,9 +85,35 @@ pub fn e2e_command(a: &E2eArgs) -> Result<()> {
             artefacts: a.artefacts.clone(),
             dist_upgrade: false,
             only: Vec::new(),
+            hold: a.hold,
+            scenario: if a.sessions_only {
+                Scenario::Sessions
+            } else {
+                Scenario::Full
+            },
         },
     )
     .map(|_| ())
+}
+
+/// `cargo xtask bench-launch`: the packages built now, in a booted test host.
+pub fn bench_command(runs: u32) -> Result<()> {
+    let root = crate::cmd::project_root();
+    let ran = main(
+        &root,
+        Opts {
+            keep: false,
+            artefacts: None,
+            dist_upgrade: false,
+            only: Vec::new(),
+            hold: false,
+            scenario: Scenario::Bench { runs },
+        },
+    )?;
+    if !ran {
+        bail!("bench-launch needs root (it boots a test host): run it with sudo");
+    }
+    Ok(())
 }
 
 /// For `cargo xtask test`: the packages it just built. `Ok(false)`: skipped (not root).
@@ -81,6 +127,8 @@ pub fn for_test(packages: &crate::dist::Packages) -> Result<bool> {
             artefacts: Some(dir.to_owned()),
             dist_upgrade: true,
             only: vec![packages.deb.clone(), packages.rpm.clone()],
+            hold: false,
+            scenario: Scenario::Full,
         },
     )
 }
@@ -94,6 +142,8 @@ pub struct Opts {
     pub dist_upgrade: bool,
     /// Only these files of `artefacts` (all .deb and .rpm in it when empty).
     pub only: Vec<Utf8PathBuf>,
+    pub scenario: Scenario,
+    pub hold: bool,
 }
 
 /// The version suffix of the rebuilt package the upgrade step installs.
@@ -302,7 +352,9 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
             "build: packages (cargo xtask dist, and again with a version suffix)",
             || {
                 let built = crate::dist::dist(&crate::dist::DistArgs::default())?;
-                build_upgrade()?;
+                if opts.scenario == Scenario::Full {
+                    build_upgrade()?;
+                }
                 only = vec![built.deb.clone(), built.rpm.clone()];
                 Ok(built.deb.parent().context("no dist directory")?.to_owned())
             },
@@ -379,7 +431,22 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
     };
     let r = lab
         .step("boot the test host (systemd-nspawn --boot)", Lab::boot)
-        .and_then(|()| scenario::run(&mut lab));
+        .and_then(|()| match opts.scenario {
+            Scenario::Full => scenario::run(&mut lab),
+            Scenario::Sessions => scenario::run_sessions_only(&mut lab),
+            Scenario::Bench { runs } => crate::bench_launch::run(&mut lab, runs),
+        });
+    if opts.hold {
+        let release = work.join("release");
+        let _ = fs::remove_file(&release);
+        println!(
+            "    --hold: the test host runs (nsenter -t {} -a); create {release} to end",
+            lab.c().leader
+        );
+        while !release.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
     if let Some(c) = lab.container.take() {
         c.poweroff();
     }

@@ -29,6 +29,8 @@ pub const PACKAGES: &[&str] = &[
     "procps",
     "tinyproxy",
     "rpm",
+    // the contained-session attacks and the bridge benchmark
+    "python3",
 ];
 
 /// Bumped when the post-debootstrap setup below changes, so caches are rebuilt.

@@ -18,7 +18,7 @@ pub const OPERATORS: &str = "pipelock-operators";
 pub const OPERATOR: &str = "alice";
 const CONFIG: &str = "/etc/pipelock-containment/containment.toml";
 const TINYPROXY_CONF: &str = "/etc/tinyproxy/pipelock-e2e.conf";
-const CANARY_PORT: u16 = 8889;
+pub const CANARY_PORT: u16 = 8889;
 const COMBINED_CA: &str = "/etc/pipelock/combined-ca.pem";
 const CA_KEY: &str = "/etc/pipelock/ca-key.pem";
 
@@ -91,14 +91,14 @@ impl Checks {
 }
 
 /// Runs one named check.
-fn check(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> bool {
+pub fn check(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> bool {
     let t = Instant::now();
     let r = f(lab.c());
     lab.checks.record(name, r, t.elapsed().as_secs_f64())
 }
 
 /// A check the rest of the scenario cannot go on without: failing it ends the run.
-fn require(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> Result<()> {
+pub fn require(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> Result<()> {
     if check(lab, name, f) {
         Ok(())
     } else {
@@ -137,7 +137,7 @@ fn curl_blocked(c: &Container, user: &str, args: &str) -> Result<()> {
     Ok(())
 }
 
-fn table_present(c: &Container) -> Result<()> {
+pub fn table_present(c: &Container) -> Result<()> {
     let o = c.sh(&format!(
         "nft list table {} {}",
         paths::NFT_TABLE_FAMILY,
@@ -487,6 +487,7 @@ fn no_contained_processes(c: &Container) -> Result<()> {
 /// proxy (the "canary") that the agent must not be able to use.
 pub fn prepare_host(lab: &mut Lab) -> Result<()> {
     let rootfs = lab.rootfs.clone();
+    super::sessions::install_attacks(&rootfs)?;
     std::fs::create_dir_all(rootfs.join("etc/pipelock"))?;
     std::fs::copy(&lab.certs.ca, rootfs.join("etc/pipelock/ca.pem"))?;
     // The proxy's CA key, world-readable as a careless setup leaves it: apply must lock it down.
@@ -595,6 +596,29 @@ fn installed_version(c: &Container) -> Result<String> {
     )
 }
 
+/// Prepare, install from the repository, configure (the start of every scenario).
+pub fn run_install_only(lab: &mut Lab) -> Result<()> {
+    lab.step(
+        "scenario: prepare the test host (repo, key, CA, proxy config)",
+        prepare_host,
+    )?;
+    lab.step("scenario: apt-get install from the signed repo", |lab| {
+        require(lab, "install/apt-get-install", |c| {
+            apt_install(c, "pipelock-containment")
+        })?;
+        configure(lab, "install")
+    })
+}
+
+/// `cargo xtask e2e --sessions-only`: install, configure, then only the session checks.
+pub fn run_sessions_only(lab: &mut Lab) -> Result<()> {
+    run_install_only(lab)?;
+    lab.step(
+        "scenario: contained sessions (each attack with its control)",
+        super::sessions::phase,
+    )
+}
+
 pub fn run(lab: &mut Lab) -> Result<()> {
     lab.step(
         "scenario: prepare the test host (repo, key, CA, proxy config)",
@@ -619,6 +643,10 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         five_checks(lab, "installed");
         Ok(())
     })?;
+    lab.step(
+        "scenario: contained sessions (each attack with its control)",
+        super::sessions::phase,
+    )?;
     lab.step(
         "scenario: verify catches each break, apply repairs it",
         |lab| {
@@ -716,10 +744,16 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         Ok(())
     })?;
     lab.step("scenario: apt-get remove", |lab| {
-        // An agent still running when the package goes must not survive it.
+        // An agent still running when the package goes must not survive it: one outside the
+        // launcher, and a session running a fork-and-exit loop.
         lab.c().must(&format!(
             "nohup runuser -u {AGENT} -- sleep 1000 >/dev/null 2>&1 < /dev/null & sleep 0.5; pgrep -u {AGENT} sleep"
         ))?;
+        super::sessions::launch_background(
+            lab.c(),
+            "sh -c \"while :; do sh -c \\\"sleep 300 &\\\"; done\"",
+            "/home/alice/remove-loop.log",
+        )?;
         let conffiles = conffiles(lab.c())?;
         require(lab, "remove/apt-get-remove", |c| {
             c.must("apt-get remove -y pipelock-containment").map(|_| ())
