@@ -224,8 +224,10 @@ pipelock-containment apply >/dev/null || fail "apply"
 uid=$(id -u cc-agent)
 setpriv --reuid cc-agent --regid cc-agent --clear-groups sleep 1000 &
 setpriv --reuid cc-agent --regid cc-agent --clear-groups sh -c 'trap "" TERM; while :; do sleep 1; done' &
-sleep 0.3
-[ "$(pgrep -c -u "$uid")" -ge 2 ] || fail "agent processes not started"
+# A fork-and-exit loop: each round leaves an orphan behind; a /proc scan always misses the newest.
+setpriv --reuid cc-agent --regid cc-agent --clear-groups sh -c 'trap "" TERM; while :; do sh -c "trap \"\" TERM; sleep 100 &"; done' &
+sleep 0.5
+[ "$(pgrep -c -u "$uid")" -ge 10 ] || fail "agent processes not started"
 pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "remove"; }
 cat /tmp/out
 grep -q "ended [0-9]* process(es) running as cc-agent" /tmp/out || fail "no process count"
@@ -301,6 +303,31 @@ echo OK
     );
 }
 
+/// Without systemd as PID 1 (the sandbox has none) a launch refuses, names what is missing, and
+/// starts nothing: there is no fallback to an uncontained path.
+#[test]
+fn launch_fails_closed_without_systemd() {
+    let launch = env!("CARGO_BIN_EXE_launch-session");
+    passes(
+        "launch_fails_closed_without_systemd",
+        "launch-closed",
+        &format!(
+            r#"
+pipelock-containment apply > /dev/null || fail "apply"
+[ ! -d /run/systemd/system ] || fail "the sandbox has systemd"
+out=$(SUDO_UID=0 SUDO_USER=root {launch} claude 2>&1); rc=$?
+echo "$out"
+[ $rc = 125 ] || fail "exit $rc, expected 125"
+echo "$out" | grep -q "systemd is not running as PID 1" || fail "reason not named"
+pgrep -u cc-agent && fail "an agent process started"
+out=$(SUDO_UID=0 SUDO_USER=root {launch} not-allowed-tool 2>&1); rc=$?
+[ $rc = 126 ] || fail "a tool off the list: exit $rc"
+echo OK
+"#
+        ),
+    );
+}
+
 #[test]
 fn maintainer_scripts_parse_and_pass_shellcheck() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -352,9 +379,23 @@ fn units_pass_systemd_analyze_verify() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd");
     let dir = std::env::temp_dir().join(format!("lifecycle-units-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("nftables.service.d")).unwrap();
-    for unit in ["pipelock-containment.service", "pipelock-proxy.service"] {
+    for unit in [
+        "pipelock-containment.service",
+        "pipelock-proxy.service",
+        "pipelock-agents.slice",
+        "pipelock-containment-bridge.socket",
+    ] {
         std::fs::copy(root.join(unit), dir.join(unit)).unwrap();
     }
+    // The bridge's binary is not installed here: verify the unit with a program that exists.
+    let bridge = std::fs::read_to_string(root.join("pipelock-containment-bridge.service")).unwrap();
+    let bridge_exec = "ExecStart=/usr/libexec/pipelock-containment/pipelock-bridge";
+    assert!(bridge.contains(bridge_exec));
+    std::fs::write(
+        dir.join("pipelock-containment-bridge.service"),
+        bridge.replace(bridge_exec, "ExecStart=/bin/true"),
+    )
+    .unwrap();
     std::fs::copy(
         root.join("nftables.service.d/pipelock-containment.conf"),
         dir.join("nftables.service.d/pipelock-containment.conf"),
@@ -375,6 +416,9 @@ fn units_pass_systemd_analyze_verify() {
             "nftables.service",
             "pipelock-containment.service",
             "pipelock-proxy.service",
+            "pipelock-agents.slice",
+            "pipelock-containment-bridge.socket",
+            "pipelock-containment-bridge.service",
         ])
         .current_dir(&dir)
         .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))

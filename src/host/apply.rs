@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Group, Pid, User};
+use nix::unistd::{Group, Pid, Uid, User};
 
 use crate::config::Config;
 use crate::facts::DistroPaths;
@@ -1052,34 +1052,58 @@ pub fn end_processes(user: &str, uid: Option<u32>, grace: Duration) -> Result<St
         left = processes_of(uid);
     }
     let killed = left.len();
-    for pid in &left {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    // Children forked since the last scan get SIGKILL too, until none is left.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = processes_of(uid);
-        if left.is_empty() || Instant::now() >= deadline {
-            if !left.is_empty() {
-                bail!(
-                    "{} process(es) of {user} (UID {uid}) survived SIGKILL: {:?}",
-                    left.len(),
-                    left
-                );
-            }
-            break;
+    // SIGKILL to everything of the UID at once: kill(-1) issued as the agent reaches every
+    // process it may signal in one pass of the kernel's task list, so a fork-and-exit loop has
+    // no child left outside it. Repeated until nothing of the UID is left.
+    let mut rounds = 0;
+    while !processes_of(uid).is_empty() {
+        if rounds == 20 {
+            let left = processes_of(uid);
+            bail!(
+                "{} process(es) of {user} (UID {uid}) survived SIGKILL: {:?}",
+                left.len(),
+                left
+            );
         }
-        for pid in &left {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
+        kill_all_as(uid)?;
+        rounds += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(format!(
-        "ended {} process(es) running as {user}: {} on SIGTERM, {killed} with SIGKILL after {} s",
-        found.len(),
-        found.len() - killed,
+        "ended {} process(es) running as {user}: {} on SIGTERM, {killed} with SIGKILL after {} s \
+         (kill(-1) as the agent, {rounds} round(s))",
+        found.len().max(killed),
+        found.len().saturating_sub(killed),
         grace.as_secs()
     ))
+}
+
+/// `kill(-1, SIGKILL)` from a child that has become `uid`: every process of the UID but the
+/// child itself gets it, atomically.
+fn kill_all_as(uid: u32) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let gid = User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(uid, |u| u.gid.as_raw());
+    let mut command = Command::new("/bin/true");
+    // SAFETY: only async-signal-safe calls between fork and exec (set*id, kill).
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
+            nix::unistd::setuid(Uid::from_raw(uid))?;
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+            Ok(())
+        });
+    }
+    let status = command
+        .status()
+        .context("starting a process as the agent to send kill(-1, SIGKILL)")?;
+    if !status.success() {
+        bail!("the kill(-1) process as UID {uid} failed ({status})");
+    }
+    Ok(())
 }
 
 /// The agent's home exists, owned by the agent, mode 0750 (sysusers and rpm %pre make none).
