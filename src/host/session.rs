@@ -173,29 +173,33 @@ fn active_grants(config: &Config) -> Vec<GrantRecord> {
     }
 }
 
-/// Whether the agent can enter and read `dir`: asked as the agent, in a child process.
+/// Whether the agent can enter and read `dir`: asked as the agent, in a forked child (the
+/// kernel's answer, ACLs included; root's own access() would always say yes).
 fn agent_can_use(dir: &Utf8Path, agent: &Account) -> Result<(), String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    let path = CString::new(dir.as_str()).map_err(|_| "the path holds a NUL byte".to_string())?;
     let (uid, gid) = (Uid::from_raw(agent.uid), Gid::from_raw(agent.gid));
-    let mut command = Command::new("/usr/bin/test");
-    command
-        .args(["-r", dir.as_str(), "-a", "-x", dir.as_str()])
-        .stdin(ProcessStdio::null());
-    // SAFETY: only async-signal-safe calls between fork and exec (set*id).
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setgroups(&[gid])?;
-            nix::unistd::setgid(gid)?;
-            nix::unistd::setuid(uid)?;
-            Ok(())
-        });
-    }
-    let status = command
-        .status()
-        .map_err(|err| format!("cannot check access: {err}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("permission denied for the agent".into())
+    // SAFETY: launch-session has one thread here; the child only makes async-signal-safe
+    // calls (set*id, access, _exit).
+    match unsafe { fork() }.map_err(|err| format!("cannot fork: {err}"))? {
+        ForkResult::Child => {
+            let ok = nix::unistd::setgroups(&[gid]).is_ok()
+                && nix::unistd::setgid(gid).is_ok()
+                && nix::unistd::setuid(uid).is_ok()
+                && nix::unistd::access(
+                    path.as_c_str(),
+                    nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK,
+                )
+                .is_ok();
+            // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
+            unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(_) => Err("permission denied for the agent".into()),
+            Err(err) => Err(format!("cannot check access: {err}")),
+        },
     }
 }
 

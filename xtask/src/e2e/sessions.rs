@@ -122,6 +122,16 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
         }
         Ok(())
     });
+    check(lab, "sessions/pipes-and-cwd", |c| {
+        let o = launch(
+            c,
+            "printf \"through-the-pipe\\n\" | cc-launch sh -c \"cat; pwd\" | cat",
+        )?;
+        if !o.ok() || o.stdout != format!("through-the-pipe\n{PROJECT}\n") {
+            bail!("a pipe through a session gave {:?}", o.both());
+        }
+        Ok(())
+    });
     check(lab, "sessions/non-member-refused-before-start", |c| {
         c.must("id bob >/dev/null 2>&1 || useradd --create-home bob")?;
         let o = c.sh("runuser -u bob -- cc-launch curl http://192.0.2.1/; echo rc=$?")?;
