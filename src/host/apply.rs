@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Group, Pid, Uid, User};
 
+use super::process::{processes_of, run, run_ok};
 use crate::config::Config;
 use crate::facts::DistroPaths;
 use crate::paths;
@@ -34,32 +35,6 @@ pub const FAIL_AT_ENV: &str = "PIPELOCK_CONTAINMENT_FAIL_AT";
 
 /// Where output goes: the commands print it; tests may capture it.
 pub type Log<'a> = &'a mut dyn FnMut(&str);
-
-/// Run a program found on PATH. A missing program is an error that names it.
-pub fn run(program: &str, args: &[&str]) -> Result<Output> {
-    Command::new(program).args(args).output().map_err(|err| {
-        if err.kind() == std::io::ErrorKind::NotFound {
-            anyhow!("`{program}` was not found on PATH: install it (the package depends on it)")
-        } else {
-            anyhow!("cannot run `{program}`: {err}")
-        }
-    })
-}
-
-/// Run and require success; the error quotes the command and its stderr.
-pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
-    let output = run(program, args)?;
-    if !output.status.success() {
-        bail!(
-            "`{} {}` failed ({}): {}",
-            program,
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(output)
-}
 
 /// systemd is PID 1 (the test every maintainer script uses).
 pub fn systemd_running() -> bool {
@@ -985,50 +960,6 @@ fn run_account_step(step: &Step) -> Result<()> {
         }
         _ => unreachable!("not an account step"),
     }
-}
-
-/// Every live (not zombie) PID whose real or effective UID is `uid` (from /proc), except ourselves.
-pub fn processes_of(uid: u32) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        // A zombie has ended already; only its parent can reap it.
-        if status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z'))
-        {
-            continue;
-        }
-        let uids = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .map(|l| {
-                l.split_whitespace()
-                    .filter_map(|v| v.parse::<u32>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if uids.iter().take(2).any(|u| *u == uid) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// SIGTERM every process of `user`, wait up to `grace`, SIGKILL what is left.

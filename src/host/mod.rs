@@ -7,6 +7,7 @@ pub mod facts;
 pub mod fs;
 pub mod grants;
 pub mod launch;
+pub mod process;
 pub mod session;
 pub mod tools;
 pub mod verify;

@@ -569,7 +569,7 @@ fn prepare_init(config: &Config, tool: &str) -> Result<Utf8PathBuf, Refusal> {
 
 /// `pipelock-agent-*` units systemd knows, with their properties.
 pub fn list_sessions() -> Result<Vec<session::Session>> {
-    let out = crate::host::apply::run_ok(
+    let out = crate::host::process::run_ok(
         "systemctl",
         &[
             "list-units",
@@ -591,7 +591,7 @@ pub fn list_sessions() -> Result<Vec<session::Session>> {
     }
     let mut args = vec!["show", "-p", session::SHOW_PROPERTIES];
     args.extend(units.iter().map(String::as_str));
-    let out = crate::host::apply::run_ok("systemctl", &args)?;
+    let out = crate::host::process::run_ok("systemctl", &args)?;
     let mut sessions = session::parse_show(&String::from_utf8_lossy(&out.stdout));
     let listeners: Vec<crate::verify::Listener> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -667,7 +667,7 @@ pub fn stop_units(units: &[String]) -> Result<()> {
     }
     let mut args = vec!["stop"];
     args.extend(units.iter().map(String::as_str));
-    crate::host::apply::run_ok("systemctl", &args)
+    crate::host::process::run_ok("systemctl", &args)
         .map(drop)
         .context("stopping sessions")
 }

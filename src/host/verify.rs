@@ -195,32 +195,21 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
 fn observe_sessions(agent_uid: Option<u32>) -> SessionsObs {
     let systemd_running = systemd_running();
     let mut outside = Vec::new();
-    if let (Some(uid), Ok(entries)) = (agent_uid, std::fs::read_dir("/proc")) {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let owner = std::fs::metadata(entry.path()).map(|m| m.uid()).ok();
-            if owner != Some(uid) {
-                continue;
-            }
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            let in_session = cgroup.contains(&format!("/{}/", crate::session::AGENTS_SLICE));
-            if !in_session {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|raw| {
-                        String::from_utf8_lossy(&raw)
-                            .replace('\0', " ")
-                            .trim()
-                            .to_string()
-                    })
-                    .unwrap_or_default();
-                outside.push((pid, cmd));
-            }
+    for pid in agent_uid
+        .map(crate::host::process::processes_of)
+        .unwrap_or_default()
+    {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if !cgroup.contains(&format!("/{}/", crate::session::AGENTS_SLICE)) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .replace('\0', " ")
+                        .trim()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            outside.push((pid as u32, cmd));
         }
     }
     let mut sessions = Vec::new();

@@ -1,6 +1,5 @@
 //! Build chores behind `cargo xtask`: packages, package lint and inspection, the project test run.
 
-mod bench_launch;
 mod cmd;
 mod deps;
 mod dist;

@@ -4,6 +4,8 @@
 //! scenario (`scenario.rs`). Everything it starts is ended by Drop guards or, on a signal, by
 //! the handler (`proc.rs`); logs stay in `target/e2e-logs/`.
 
+pub mod bench;
+pub mod checks;
 pub mod container;
 pub mod net;
 pub mod proc;
@@ -19,9 +21,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use checks::Checks;
 use container::Container;
 use proc::run;
-use scenario::Checks;
 
 #[derive(Debug, clap::Args)]
 pub struct RepoArgs {
@@ -434,7 +436,7 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
         .and_then(|()| match opts.scenario {
             Scenario::Full => scenario::run(&mut lab),
             Scenario::Sessions => scenario::run_sessions_only(&mut lab),
-            Scenario::Bench { runs } => crate::bench_launch::run(&mut lab, runs),
+            Scenario::Bench { runs } => bench::run(&mut lab, runs),
         });
     if opts.hold {
         let release = work.join("release");

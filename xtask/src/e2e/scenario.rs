@@ -8,17 +8,15 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use pipelock_containment::paths;
 
+use super::checks::{
+    check, require, table_present, AGENT, CANARY_PORT, OPERATOR, OPERATORS, PROXY,
+};
 use super::container::Container;
 use super::net::{HELLO_BODY, INET_NAME, INET_V4, INET_V6};
 use super::Lab;
 
-pub const AGENT: &str = "cc-agent";
-pub const PROXY: &str = "pipelock-proxy";
-pub const OPERATORS: &str = "pipelock-operators";
-pub const OPERATOR: &str = "alice";
 const CONFIG: &str = "/etc/pipelock-containment/containment.toml";
 const TINYPROXY_CONF: &str = "/etc/tinyproxy/pipelock-e2e.conf";
-pub const CANARY_PORT: u16 = 8889;
 const COMBINED_CA: &str = "/etc/pipelock/combined-ca.pem";
 const CA_KEY: &str = "/etc/pipelock/ca-key.pem";
 
@@ -62,50 +60,6 @@ const BREAKS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-#[derive(Default)]
-pub struct Checks {
-    pub results: Vec<(String, Result<(), String>, f64)>,
-}
-
-impl Checks {
-    /// Records check `name` with its outcome, printing it at once.
-    pub fn record(&mut self, name: &str, r: Result<()>, secs: f64) -> bool {
-        let ok = r.is_ok();
-        match &r {
-            Ok(()) => println!("    PASS  {name}"),
-            Err(e) => println!("    FAIL  {name}: {e:#}"),
-        }
-        self.results
-            .push((name.to_owned(), r.map_err(|e| format!("{e:#}")), secs));
-        ok
-    }
-
-    /// The names of the failed checks.
-    pub fn failures(&self) -> Vec<&str> {
-        self.results
-            .iter()
-            .filter(|(_, r, _)| r.is_err())
-            .map(|(n, _, _)| n.as_str())
-            .collect()
-    }
-}
-
-/// Runs one named check.
-pub fn check(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> bool {
-    let t = Instant::now();
-    let r = f(lab.c());
-    lab.checks.record(name, r, t.elapsed().as_secs_f64())
-}
-
-/// A check the rest of the scenario cannot go on without: failing it ends the run.
-pub fn require(lab: &mut Lab, name: &str, f: impl FnOnce(&Container) -> Result<()>) -> Result<()> {
-    if check(lab, name, f) {
-        Ok(())
-    } else {
-        bail!("required check {name} failed")
-    }
-}
-
 fn curl_body(c: &Container, user: Option<&str>, args: &str) -> Result<()> {
     let script = match user {
         Some(u) => format!("runuser -u {u} -- curl -sS -m 10 {args}"),
@@ -133,23 +87,6 @@ fn curl_blocked(c: &Container, user: &str, args: &str) -> Result<()> {
     }
     if secs > 3.0 {
         bail!("`{script}` was blocked but took {secs:.1} s: expected a reject, not a silent drop");
-    }
-    Ok(())
-}
-
-pub fn table_present(c: &Container) -> Result<()> {
-    let o = c.sh(&format!(
-        "nft list table {} {}",
-        paths::NFT_TABLE_FAMILY,
-        paths::NFT_TABLE
-    ))?;
-    if !o.ok() {
-        bail!(
-            "table {} {} is not loaded: {}",
-            paths::NFT_TABLE_FAMILY,
-            paths::NFT_TABLE,
-            o.both().trim()
-        );
     }
     Ok(())
 }

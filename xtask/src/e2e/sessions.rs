@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use super::checks::{check, require, table_present, AGENT, CANARY_PORT, OPERATOR};
 use super::container::Container;
 use super::net::{HELLO_BODY, INET_NAME, INET_V4, INET_V6};
-use super::scenario::{check, require, table_present, AGENT, OPERATOR};
 use super::Lab;
 
 /// Where the attack scripts go in the test host.
@@ -145,7 +145,7 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
             "nohup python3 {ATTACKS}/relay.py > /root/relay.log 2>&1 < /dev/null & \
              for i in $(seq 50); do grep -q 'relays up' /root/relay.log && exit 0; sleep 0.1; done; exit 1"
         ))?;
-        let args = format!("{INET_V4} {INET_V6} {}", super::scenario::CANARY_PORT);
+        let args = format!("{INET_V4} {INET_V6} {}", CANARY_PORT);
         // Controls: root reaches every target; an agent process outside the launcher reaches
         // every unix-socket channel (the host table sees only IP).
         let root = attempts(&c.must(&format!("python3 {ATTACKS}/escape.py {args}"))?);

@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::e2e::scenario::{self, AGENT, OPERATOR};
-use crate::e2e::Lab;
+use super::checks::{AGENT, OPERATOR};
+use super::{scenario, Lab};
 
 /// Targets from the contained-launch issue.
 const TARGET_FLOOR_RATIO: f64 = 1.3;
@@ -16,7 +16,7 @@ const TARGET_ADDED_MS_PER_CONNECTION: f64 = 1.0;
 const TARGET_BRIDGE_RSS_KIB: u64 = 10 * 1024;
 /// The loopback port the bridge benchmark's sink serves (an allowed loopback port).
 const SINK_PORT: u16 = 9700;
-const TOOL: &str = include_str!("e2e/attacks/bridge_bench.py");
+const TOOL: &str = include_str!("attacks/bridge_bench.py");
 
 pub fn run(lab: &mut Lab, runs: u32) -> Result<()> {
     scenario::run_install_only(lab)?;
@@ -129,7 +129,7 @@ pub fn run(lab: &mut Lab, runs: u32) -> Result<()> {
 /// `systemd-run` with every property a session gets, running /usr/bin/true instead of
 /// session-init and the tool: what systemd's sandbox alone costs. Built by the same function
 /// launch-session uses.
-fn sandbox_floor(c: &crate::e2e::container::Container) -> Result<String> {
+fn sandbox_floor(c: &super::container::Container) -> Result<String> {
     use pipelock_containment::{config::Config, facts::Account, session};
     let uid: u32 = c.must(&format!("id -u {AGENT}"))?.trim().parse()?;
     let agent = Account {

@@ -1,0 +1,76 @@
+//! Running a program of the host (one place for the error that names a missing program), and
+//! finding the processes of a user.
+
+use std::process::{Command, Output};
+
+use anyhow::{anyhow, bail, Result};
+
+/// Run a program found on PATH. A missing program is an error that names it.
+pub fn run(program: &str, args: &[&str]) -> Result<Output> {
+    Command::new(program).args(args).output().map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            anyhow!("`{program}` was not found on PATH: install it (the package depends on it)")
+        } else {
+            anyhow!("cannot run `{program}`: {err}")
+        }
+    })
+}
+
+/// Run and require success; the error quotes the command and its stderr.
+pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
+    let output = run(program, args)?;
+    if !output.status.success() {
+        bail!(
+            "`{} {}` failed ({}): {}",
+            program,
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output)
+}
+
+/// Every live (not zombie) PID whose real or effective UID is `uid` (from /proc), except ourselves.
+pub fn processes_of(uid: u32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        // A zombie has ended already; only its parent can reap it.
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            continue;
+        }
+        let uids = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|v| v.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if uids.iter().take(2).any(|u| *u == uid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
