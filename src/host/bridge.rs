@@ -199,10 +199,10 @@ pub fn serve_host(config: Config) -> io::Result<()> {
     }
     // SAFETY: systemd passed fd 3 as the listening socket (checked above) and nothing else owns it.
     let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(3) });
-    let config = std::sync::Arc::new(config);
+    let mut current = CurrentConfig::new(config);
     for stream in listener.incoming() {
         let Ok(unix) = stream else { continue };
-        let config = config.clone();
+        let config = current.get();
         spawn(move || {
             if let Err(err) = serve_host_connection(unix, &config) {
                 eprintln!("pipelock-containment bridge: {err}");
@@ -210,6 +210,47 @@ pub fn serve_host(config: Config) -> io::Result<()> {
         });
     }
     Ok(())
+}
+
+/// The config as the file is now: parsed again when its modification time changes, so an edit
+/// of the allowed or published ports needs no restart of the bridge. A file that no longer
+/// parses keeps the last good config (and says so once).
+struct CurrentConfig {
+    config: std::sync::Arc<Config>,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl CurrentConfig {
+    fn new(config: Config) -> Self {
+        CurrentConfig {
+            config: std::sync::Arc::new(config),
+            modified: Self::modified(),
+        }
+    }
+
+    fn modified() -> Option<std::time::SystemTime> {
+        std::fs::metadata(crate::config::DEFAULT_CONFIG_PATH)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    fn get(&mut self) -> std::sync::Arc<Config> {
+        let now = Self::modified();
+        if now != self.modified {
+            self.modified = now;
+            let path = crate::config::DEFAULT_CONFIG_PATH;
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| Config::parse(&text, path).map_err(|e| e.to_string()))
+            {
+                Ok(config) => self.config = std::sync::Arc::new(config),
+                Err(err) => {
+                    eprintln!("pipelock-containment bridge: keeping the last config: {err}")
+                }
+            }
+        }
+        self.config.clone()
+    }
 }
 
 fn serve_host_connection(unix: UnixStream, config: &Config) -> io::Result<()> {

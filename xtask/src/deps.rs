@@ -200,6 +200,48 @@ pub fn check(need: Need) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask deps --clean-root`: prove the install list on a clean machine. Debootstraps a
+/// minbase Debian into target/clean-root, installs `packages(Need::Test)` there with apt (no
+/// service starts: policy-rc.d), and checks that every program of the table resolves inside.
+/// Minutes, not seconds: run it when the table changes, not on every CI run.
+pub fn clean_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("deps --clean-root needs root (debootstrap, chroot): run it with sudo");
+    }
+    ensure(Need::Test)?;
+    let dir = crate::cmd::project_root().join("target/clean-root");
+    crate::e2e::rootfs::remove_tree(&dir)?;
+    let mirror = crate::e2e::rootfs::mirror()?;
+    let packages = packages(Need::Test).join(" ");
+    let programs: Vec<&str> = PROGRAMS.iter().map(|(p, _, _)| *p).collect();
+    let script = format!(
+        "set -eu
+debootstrap --variant=minbase {suite} {dir} {mirror}
+cp /etc/resolv.conf {dir}/etc/resolv.conf
+printf '#!/bin/sh\nexit 101\n' > {dir}/usr/sbin/policy-rc.d && chmod 0755 {dir}/usr/sbin/policy-rc.d
+mount -t proc proc {dir}/proc
+chroot {dir} apt-get update -q
+chroot {dir} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {packages}
+missing=
+for p in {programs}; do
+    chroot {dir} sh -c \"PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v $p\" >/dev/null || missing=\"$missing $p\"
+done
+umount {dir}/proc
+if [ -n \"$missing\" ]; then echo \"deps --clean-root: not resolved in a clean root:$missing\"; exit 1; fi
+echo \"deps --clean-root: all {count} programs resolve in a clean {suite} root\"",
+        suite = crate::e2e::rootfs::SUITE,
+        programs = programs.join(" "),
+        count = programs.len(),
+    );
+    let result = crate::cmd::run(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(&script),
+    );
+    crate::e2e::rootfs::remove_tree(&dir)?;
+    result
+}
+
 /// Programs named as string literals in `source`: `Command::new("x")`, `run("x", …)`,
 /// `run_ok("x", …)`. Commands inside the booted test host are not counted (they run there).
 #[cfg(test)]

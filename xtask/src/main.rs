@@ -47,9 +47,12 @@ enum Task {
     E2e(e2e::E2eArgs),
     /// Install the Debian packages the build and the tests need (as root), then prove that every
     /// program they call resolves. `--check`: only the proof, installing nothing.
+    /// `--clean-root`: the same install in a freshly debootstrapped root (minutes).
     Deps {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "clean_root")]
         check: bool,
+        #[arg(long)]
+        clean_root: bool,
     },
     /// Benchmark, in a booted test host: `cc-launch true` against bare sudo and a bare
     /// transient unit, and the proxy bridge against direct loopback (root, hyperfine).
@@ -72,8 +75,11 @@ fn main() -> ExitCode {
         Task::Test => test::run(),
         Task::Repo(args) => e2e::repo_command(&args),
         Task::E2e(args) => e2e::e2e_command(&args),
-        Task::Deps { check: true } => deps::check(deps::Need::Test),
-        Task::Deps { check: false } => deps::ensure(deps::Need::Test),
+        Task::Deps { check: true, .. } => deps::check(deps::Need::Test),
+        Task::Deps {
+            clean_root: true, ..
+        } => deps::clean_root(),
+        Task::Deps { .. } => deps::ensure(deps::Need::Test),
         Task::BenchLaunch { runs } => {
             deps::ensure(deps::Need::Test).and_then(|()| e2e::bench_command(runs))
         }

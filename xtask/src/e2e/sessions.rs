@@ -153,6 +153,8 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
             "runuser -u {AGENT} -- python3 {ATTACKS}/escape.py {args}"
         ))?);
         let o = launch(c, &format!("cc-launch python3 {ATTACKS}/escape.py {args}"))?;
+        // The relays go at once (a process outside any unit would hold up the next poweroff).
+        c.must("pkill -f relay.py; true")?;
         let inside = attempts(&o.stdout);
         if root.len() < 8 || inside.len() != root.len() {
             bail!(
@@ -410,7 +412,8 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
         let listed = c.must("pipelock-containment sessions --json")?;
         c.must("pipelock-containment sessions stop --all")?;
         if body.trim() != "# fixture" {
-            bail!("the operator did not reach the session's server at {url}: {body:?}");
+            let log = c.sh("cat /home/alice/devserver.log")?.stdout;
+            bail!("the operator did not reach the session's server at {url}: {body:?}; the session said: {log:?}");
         }
         let report: serde_json::Value = serde_json::from_str(&listed)?;
         let published = report["sessions"][0]["published"].clone();
