@@ -97,6 +97,10 @@ pub enum Command {
         whole cgroup (SIGTERM, then SIGKILL after 5 s), so no fork loop survives."
     )]
     Sessions(SessionsArgs),
+    /// Follow the ruleset and load the containment table again whenever something else removes
+    /// it (root; pipelock-containment-watch.service runs it). Each restore is logged and
+    /// recorded in /run/pipelock-containment/watch.json for verify and the metrics.
+    Watch,
 }
 
 /// `cc-launch`'s command line, for its man page (cc-launch itself parses nothing: every word

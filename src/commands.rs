@@ -54,6 +54,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Revoke(args) => grants_cli::revoke(args),
         Command::Grants(args) => grants_cli::grants(args),
         Command::Sessions(args) => sessions_cli::sessions(args),
+        Command::Watch => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(host::grants::NeedRoot(
+                    "the watcher loads nft tables: run it as root (pipelock-containment-watch.service does)"
+                        .into(),
+                )
+                .into());
+            }
+            host::watch::watch().map(|()| exit::OK)
+        }
     }
 }
 

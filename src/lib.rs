@@ -20,3 +20,4 @@ pub mod sysusers;
 pub mod timefmt;
 pub mod tools;
 pub mod verify;
+pub mod watch;

@@ -17,6 +17,8 @@ pub struct MetricsInput {
     pub dns_blocked_packets: u64,
     /// The proxy unit is active, as the proxy user, on the configured address.
     pub proxy_up: bool,
+    /// Times the watcher loaded the table again after someone else removed it (since boot).
+    pub table_restores: u64,
     pub probes: Vec<Probe>,
     /// Seconds since the epoch when the metrics were gathered.
     pub timestamp: u64,
@@ -83,6 +85,13 @@ pub fn render(input: &MetricsInput) -> String {
         "1 when pipelock-proxy.service is active, runs as the proxy user and listens on the configured loopback address.",
         &one(u64::from(input.proxy_up)),
     );
+    metric(
+        &mut out,
+        "pipelock_containment_table_restores_total",
+        "counter",
+        "Times pipelock-containment-watch.service loaded the table again after someone else's flush or delete, since boot.",
+        &one(input.table_restores),
+    );
     let probes: Vec<(String, u64)> = input
         .probes
         .iter()
@@ -131,6 +140,7 @@ mod tests {
             blocked_bytes: 2520,
             dns_blocked_packets: 3,
             proxy_up: true,
+            table_restores: 2,
             probes: vec![Probe {
                 name: "nft-table".into(),
                 status: Status::Pass,
@@ -154,6 +164,7 @@ mod tests {
                 "42",
             ),
             ("pipelock_containment_proxy_up", "gauge", "1"),
+            ("pipelock_containment_table_restores_total", "counter", "2"),
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{text}");
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");

@@ -31,12 +31,14 @@ pub const UNITS: &[&str] = &[
     CA_PATH_UNIT,
     GRANTS_TIMER,
     crate::session::BRIDGE_SOCKET_UNIT,
+    crate::watch::UNIT,
 ];
 /// Helper units: started when not running, never required (a failure only warns).
 const HELPER_UNITS: &[&str] = &[
     CA_PATH_UNIT,
     GRANTS_TIMER,
     crate::session::BRIDGE_SOCKET_UNIT,
+    crate::watch::UNIT,
 ];
 /// The operator's own pipelock user unit that install migrates away from.
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
@@ -1080,7 +1082,8 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
     if observed.systemd_running {
         // Also when not "active": a failing proxy sits in its Restart= loop ("activating").
         // The helper units first: no grant expiry or CA refresh runs while things go.
-        for unit in [GRANTS_TIMER, CA_PATH_UNIT, PROXY_UNIT] {
+        // The watcher first: it would put back the table that remove is about to delete.
+        for unit in [crate::watch::UNIT, GRANTS_TIMER, CA_PATH_UNIT, PROXY_UNIT] {
             if observed.unit(unit).installed {
                 plan.steps.push(Step::StopUnit { unit: unit.into() });
             }

@@ -36,6 +36,7 @@ pub const PROBE_NAMES: &[&str] = &[
     "dns-policy",
     "agent-processes-in-sessions",
     "sessions-isolated",
+    "table-watcher",
 ];
 
 const APPLY: &str = "run `pipelock-containment apply` as root";
@@ -391,6 +392,16 @@ pub struct Observations {
     pub agent_loopback: AgentAttempts,
     pub dns: AgentAttempts,
     pub sessions: SessionsObs,
+    pub watcher: WatcherObs,
+}
+
+/// The table watcher: its unit's state and what it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatcherObs {
+    pub systemd_running: bool,
+    /// `systemctl is-active` output.
+    pub active: String,
+    pub state: Option<crate::watch::WatchState>,
 }
 
 /// The agent's processes and the running sessions, as the host layer saw them.
@@ -433,7 +444,37 @@ pub fn evaluate(config: &Config, obs: &Observations) -> Vec<Probe> {
         dns_policy(config, &obs.dns),
         agent_processes_in_sessions(&obs.sessions),
         sessions_isolated(config, &obs.sessions),
+        table_watcher(&obs.watcher),
     ]
+}
+
+pub fn table_watcher(obs: &WatcherObs) -> Probe {
+    const NAME: &str = "table-watcher";
+    if !obs.systemd_running {
+        return Probe::skip(NAME, "systemd is not running: no watcher", "");
+    }
+    let last = obs.state.as_ref().map_or_else(
+        || "no record yet".to_string(),
+        |s| match (&s.last_restore, s.last_restore_ms) {
+            (Some(at), Some(ms)) => format!(
+                "{} restores since it started, the last at {at}, {ms} ms after the deletion",
+                s.restores
+            ),
+            _ => "nothing removed the table since it started".to_string(),
+        },
+    );
+    match obs.active.as_str() {
+        "active" => Probe::pass(NAME, format!("active; {last}")),
+        state => Probe::fail(
+            NAME,
+            format!(
+                "{} is {state}: a flush by someone else would leave agent processes outside \
+                 sessions uncontained until the next apply ({last})",
+                crate::watch::UNIT
+            ),
+            format!("systemctl enable --now {}, or {APPLY}", crate::watch::UNIT),
+        ),
+    }
 }
 
 pub fn agent_processes_in_sessions(obs: &SessionsObs) -> Probe {

@@ -387,15 +387,22 @@ fn units_pass_systemd_analyze_verify() {
     ] {
         std::fs::copy(root.join(unit), dir.join(unit)).unwrap();
     }
-    // The bridge's binary is not installed here: verify the unit with a program that exists.
-    let bridge = std::fs::read_to_string(root.join("pipelock-containment-bridge.service")).unwrap();
-    let bridge_exec = "ExecStart=/usr/libexec/pipelock-containment/pipelock-bridge";
-    assert!(bridge.contains(bridge_exec));
-    std::fs::write(
-        dir.join("pipelock-containment-bridge.service"),
-        bridge.replace(bridge_exec, "ExecStart=/bin/true"),
-    )
-    .unwrap();
+    // The package's binaries are not installed here: verify these units with a program that
+    // exists in place of theirs.
+    for (unit, exec) in [
+        (
+            "pipelock-containment-bridge.service",
+            "ExecStart=/usr/libexec/pipelock-containment/pipelock-bridge",
+        ),
+        (
+            "pipelock-containment-watch.service",
+            "ExecStart=/usr/bin/pipelock-containment watch",
+        ),
+    ] {
+        let text = std::fs::read_to_string(root.join(unit)).unwrap();
+        assert!(text.contains(exec), "{unit} has no {exec}");
+        std::fs::write(dir.join(unit), text.replace(exec, "ExecStart=/bin/true")).unwrap();
+    }
     std::fs::copy(
         root.join("nftables.service.d/pipelock-containment.conf"),
         dir.join("nftables.service.d/pipelock-containment.conf"),
@@ -419,6 +426,7 @@ fn units_pass_systemd_analyze_verify() {
             "pipelock-agents.slice",
             "pipelock-containment-bridge.socket",
             "pipelock-containment-bridge.service",
+            "pipelock-containment-watch.service",
         ])
         .current_dir(&dir)
         .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))

@@ -11,6 +11,7 @@ pub mod process;
 pub mod session;
 pub mod tools;
 pub mod verify;
+pub mod watch;
 
 /// This process runs as root (effective UID 0).
 pub fn is_root() -> bool {

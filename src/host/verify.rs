@@ -19,7 +19,7 @@ use crate::render::{render_all, FileKind, RenderedFile};
 use crate::verify::{
     parse_proc_net_tcp, Access, AgentAttempts, Attempt, CaBundleObs, CaKeyObs, FetchObs, FileState,
     GeneratedFileObs, NetOutcome, Observations, ProxyObs, SessionView, SessionsObs, SudoersObs,
-    TableObs, UnitObs, UsersObs, WrappersObs,
+    TableObs, UnitObs, UsersObs, WatcherObs, WrappersObs,
 };
 
 /// The boot unit that loads the table.
@@ -188,6 +188,11 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
         agent_loopback: loopback,
         dns,
         sessions,
+        watcher: WatcherObs {
+            systemd_running: systemd,
+            active: systemctl(&["is-active", crate::watch::UNIT]),
+            state: crate::host::watch::read_state(),
+        },
     }
 }
 
@@ -849,6 +854,11 @@ pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
         blocked_bytes: value("blocked").1,
         dns_blocked_packets: value("dns_blocked").0,
         proxy_up: status("proxy-unit") == Some(crate::verify::Status::Pass),
+        table_restores: observations
+            .watcher
+            .state
+            .as_ref()
+            .map_or(0, |s| s.restores),
         probes,
         timestamp: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -141,7 +141,36 @@ fn healthy() -> Observations {
                 tasks_max: Some(512),
             }],
         },
+        watcher: WatcherObs {
+            systemd_running: true,
+            active: "active".into(),
+            state: Some(crate::watch::WatchState::default()),
+        },
     }
+}
+
+#[test]
+fn a_stopped_watcher_fails_and_a_restore_is_reported() {
+    let mut obs = healthy();
+    obs.watcher.active = "inactive".into();
+    only(&obs, "table-watcher", Status::Fail);
+    let mut obs = healthy();
+    obs.watcher.state = Some(crate::watch::WatchState {
+        restores: 3,
+        last_restore: Some("2026-12-02T17:00:00Z".into()),
+        last_restore_ms: Some(12),
+        last_error: None,
+    });
+    let probe = evaluate(&config(), &obs)
+        .into_iter()
+        .find(|p| p.name == "table-watcher")
+        .unwrap();
+    assert_eq!(probe.status, Status::Pass);
+    assert!(
+        probe.detail.contains("3 restores") && probe.detail.contains("12 ms"),
+        "{}",
+        probe.detail
+    );
 }
 
 #[test]

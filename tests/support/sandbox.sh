@@ -23,7 +23,8 @@ install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
 install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
 for unit in pipelock-containment.service pipelock-proxy.service pipelock-containment-ca.path \
     pipelock-containment-ca.service pipelock-containment-grants.timer pipelock-containment-grants.service \
-    pipelock-agents.slice pipelock-containment-bridge.socket pipelock-containment-bridge.service; do
+    pipelock-agents.slice pipelock-containment-bridge.socket pipelock-containment-bridge.service \
+    pipelock-containment-watch.service; do
     install -m 0644 "$SANDBOX_ROOT/systemd/$unit" /usr/lib/systemd/system/
 done
 [ -f "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" ] && \

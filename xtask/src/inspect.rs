@@ -22,7 +22,8 @@ const PROFILE_FILE: &str = "/etc/profile.d/pipelock-containment.sh";
 const UNITS: [&str; 2] = ["pipelock-containment.service", "pipelock-proxy.service"];
 /// Units shipped for the helper: `apply` enables the CA watcher and the grants timer; the
 /// metrics timer is the admin's choice.
-const HELPER_UNITS: [&str; 9] = [
+const HELPER_UNITS: [&str; 10] = [
+    "pipelock-containment-watch.service",
     "pipelock-agents.slice",
     "pipelock-containment-bridge.socket",
     "pipelock-containment-bridge.service",
@@ -121,6 +122,9 @@ fn expected_files(format: Format) -> BTreeMap<String, u32> {
         files.insert(format!("/usr/lib/systemd/system/{unit}"), 0o644);
     }
     files.insert(NFTABLES_DROPIN.into(), 0o644);
+    for nft in ["start", "reload", "stop"] {
+        files.insert(format!("/usr/lib/{BIN}/nftables-{nft}.nft"), 0o644);
+    }
     files.insert(VERIFY_SCHEMA.into(), 0o644);
     if format == Format::Deb {
         files.insert(CA_HOOK.into(), 0o755);

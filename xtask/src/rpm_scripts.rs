@@ -75,7 +75,7 @@ pub fn compose(name: &str, handwritten: &str, sysusers_text: &str) -> String {
              # is left alone. On removal ($1 = 0), the package's directories go when empty (RPM\n\
              # leaves them: the package lists its files only).\n\
              if [ \"$1\" -eq 0 ]; then\n\
-             \x20   rmdir /usr/libexec/pipelock-containment /etc/pipelock-containment \\\n\
+             \x20   rmdir /usr/libexec/pipelock-containment /usr/lib/pipelock-containment /etc/pipelock-containment \\\n\
              \x20       /usr/lib/systemd/system/nftables.service.d /usr/share/doc/pipelock-containment \\\n\
              \x20       2>/dev/null || :\n\
              fi\n\

@@ -35,12 +35,14 @@ const BREAKS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "table-deleted",
-        "nft delete table inet pipelock_containment",
+        // The watcher would put it back at once: it goes first.
+        "systemctl stop pipelock-containment-watch.service && nft delete table inet pipelock_containment",
         &[
             "nft-table",
             "agent-egress-denied",
             "agent-loopback-denied",
             "dns-policy",
+            "table-watcher",
         ],
     ),
     (
@@ -229,6 +231,37 @@ pub fn five_checks(lab: &mut Lab, phase: &str) {
         }
         Ok(())
     });
+}
+
+/// Runs `script` as root while an agent process outside the launcher sends datagrams in a
+/// tight loop; returns the script's output and the sender's `sent=N through=M` line.
+fn datagrams_during(c: &Container, script: &str) -> Result<String> {
+    let ready = "/run/plc-e2e-datagrams";
+    c.must(&format!(
+        "rm -f {ready}.stop; nohup runuser -u {AGENT} -- python3 {attacks}/datagrams.py {INET_V4} {ready}.stop \
+         > /root/datagrams.log 2>&1 < /dev/null & sleep 0.5",
+        attacks = super::sessions::ATTACKS
+    ))?;
+    let out = c.sh(script);
+    c.must(&format!(
+        "touch {ready}.stop; for i in $(seq 100); do grep -q sent= /root/datagrams.log && exit 0; sleep 0.1; done; \
+         cat /root/datagrams.log; exit 1"
+    ))?;
+    let out = out?;
+    let log = c.must("cat /root/datagrams.log")?;
+    Ok(format!("{}{log}", out.stdout))
+}
+
+fn parse_datagrams(text: &str) -> Result<(u64, u64)> {
+    let field = |key: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match (field("sent="), field("through=")) {
+        (Some(sent), Some(through)) => Ok((sent, through)),
+        _ => bail!("the datagram sender printed no counts: {text:?}"),
+    }
 }
 
 /// The probes `verify --json --url` reports as failed, and its exit code.
@@ -635,6 +668,62 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             c.must("systemctl reload-or-restart nftables.service")?;
             std::thread::sleep(std::time::Duration::from_millis(500));
             table_present(c)
+        });
+        check(lab, "nftables-restarts-and-reloads/no-window", |c| {
+            let out = datagrams_during(
+                c,
+                // reset-failed clears the start rate limit, so every restart really happens.
+                "set -e; for i in $(seq 20); do systemctl restart nftables.service; \
+                 systemctl reload nftables.service; systemctl reset-failed nftables.service; done; echo cycles=20",
+            )?;
+            let (sent, through) = parse_datagrams(&out)?;
+            if !out.contains("cycles=20") {
+                bail!("a restart or reload of nftables failed: {out:?}");
+            }
+            if through > 0 {
+                bail!("CONTAINMENT BROKEN: {through} of {sent} datagrams of the agent got out during 20 restarts and 20 reloads");
+            }
+            if sent < 20_000 {
+                bail!("only {sent} datagrams were sent: the probe loop did not run");
+            }
+            println!("          {sent} datagrams during 20 restarts and 20 reloads of nftables, 0 through");
+            Ok(())
+        });
+        check(lab, "nftables-stop/table-stays", |c| {
+            c.must("systemctl reset-failed nftables.service; systemctl stop nftables.service")?;
+            let r = table_present(c);
+            c.must("systemctl start nftables.service")?;
+            r
+        });
+        check(lab, "manual-flush/watcher-restores", |c| {
+            // Control: with the watcher stopped, the flush really takes the table away.
+            c.must("systemctl stop pipelock-containment-watch.service && nft -f /etc/nftables.conf")?;
+            if table_present(c).is_ok() {
+                bail!("control failed: `nft -f /etc/nftables.conf` left the table in place");
+            }
+            c.must("pipelock-containment apply >/dev/null")?;
+            table_present(c)?;
+            let out = datagrams_during(
+                c,
+                "sleep 0.5; start=$(date +%s%N); nft -f /etc/nftables.conf; \
+                 while ! nft list table inet pipelock_containment >/dev/null 2>&1; do :; done; \
+                 echo back_ms=$(( ($(date +%s%N) - start) / 1000000 ))",
+            )?;
+            let back: u64 = out
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("back_ms="))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("no timing in {out:?}"))?;
+            let (sent, through) = parse_datagrams(&out)?;
+            let state = c.must("cat /run/pipelock-containment/watch.json")?;
+            println!(
+                "          after `nft -f /etc/nftables.conf` the table was back in {back} ms; {through} of {sent} datagrams got through meanwhile; watcher: {}",
+                state.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            if back > 100 {
+                bail!("the table came back after {back} ms (target: 100 ms)");
+            }
+            Ok(())
         });
         Ok(())
     })?;

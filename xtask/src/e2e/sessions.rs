@@ -14,7 +14,7 @@ use super::net::{HELLO_BODY, INET_NAME, INET_V4, INET_V6};
 use super::Lab;
 
 /// Where the attack scripts go in the test host.
-const ATTACKS: &str = "/usr/share/plc-e2e";
+pub const ATTACKS: &str = "/usr/share/plc-e2e";
 const PROJECT: &str = "/home/alice/proj";
 /// The dev-server port sessions publish (session.publish_ports).
 const PUBLISHED: u16 = 3000;
@@ -27,6 +27,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("pty_driver.py", include_str!("attacks/pty_driver.py")),
     ("tui.py", include_str!("attacks/tui.py")),
     ("tiocsti.py", include_str!("attacks/tiocsti.py")),
+    ("datagrams.py", include_str!("attacks/datagrams.py")),
 ];
 
 /// `cc-launch ...` as the operator, in the granted project, in a non-login shell.
@@ -154,7 +155,7 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
         ))?);
         let o = launch(c, &format!("cc-launch python3 {ATTACKS}/escape.py {args}"))?;
         // The relays go at once (a process outside any unit would hold up the next poweroff).
-        c.must("pkill -f relay.py; true")?;
+        c.must("pkill -f 'plc-e2e/[r]elay.py'; true")?;
         let inside = attempts(&o.stdout);
         if root.len() < 8 || inside.len() != root.len() {
             bail!(
@@ -206,7 +207,9 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
             log,
         )?;
         std::thread::sleep(Duration::from_secs(1));
-        c.must("nft -f /etc/nftables.conf")?;
+        // The watcher would put the host table back within milliseconds; this check is about
+        // sessions, which must not need it, so it is stopped (apply below starts it again).
+        c.must("systemctl stop pipelock-containment-watch.service && nft -f /etc/nftables.conf")?;
         // Control: the host wall is really gone for an agent process outside the launcher.
         let control = c.sh(&format!(
             "runuser -u {AGENT} -- curl -s -m 3 --noproxy '*' http://{INET_V4}/hello"
