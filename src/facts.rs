@@ -160,6 +160,17 @@ impl Facts {
     }
 }
 
+/// The agent account the unit tests share (default names, UID 987).
+#[cfg(test)]
+pub(crate) fn test_agent() -> Account {
+    Account {
+        name: "cc-agent".into(),
+        uid: 987,
+        gid: 987,
+        home: "/var/lib/cc-agent".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

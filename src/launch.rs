@@ -319,14 +319,7 @@ pub fn build_env(
 mod tests {
     use super::*;
 
-    fn agent() -> Account {
-        Account {
-            name: "cc-agent".into(),
-            uid: 987,
-            gid: 987,
-            home: "/var/lib/cc-agent".into(),
-        }
-    }
+    use crate::facts::test_agent as agent;
 
     fn config_with(wrap: &[&str], extras: &[&str]) -> Config {
         let mut config = Config::defaults();

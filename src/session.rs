@@ -454,14 +454,7 @@ mod tests {
     use super::*;
     use crate::grants::Granter;
 
-    fn agent() -> Account {
-        Account {
-            name: "cc-agent".into(),
-            uid: 987,
-            gid: 987,
-            home: "/var/lib/cc-agent".into(),
-        }
-    }
+    use crate::facts::test_agent as agent;
 
     fn grant(path: &str, mode: Mode) -> GrantRecord {
         let who = Granter {
