@@ -77,7 +77,7 @@ impl Container {
     /// `running` or `degraded`. `boot` numbers the console log file in `logs`.
     pub fn boot(rootfs: &Utf8Path, netns_path: &str, logs: &Utf8Path, boot: u32) -> Result<Self> {
         let console = logs.join(format!("boot{boot}-console.log"));
-        let child = Command::new("systemd-nspawn")
+        let child = super::proc::with_signals_unblocked(&mut Command::new("systemd-nspawn"))
             .args(["--quiet", "--boot", "--keep-unit", "--register=no"])
             .args(["--console=read-only", "-D", rootfs.as_str()])
             // A real host's services may change the firewall; nspawn grants CAP_NET_ADMIN only
@@ -152,6 +152,7 @@ impl Container {
         ])
         .args(ENV)
         .args(["/bin/sh", "-c", script]);
+        super::proc::with_signals_unblocked(&mut c);
         c
     }
 

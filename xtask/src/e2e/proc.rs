@@ -148,6 +148,21 @@ pub fn run_all() {
 /// Blocks SIGINT, SIGTERM and SIGHUP in this process and handles them on a thread: run every
 /// cleanup, then exit 130. Call before starting other threads. Children get a clean signal
 /// mask (the standard library resets it when spawning).
+/// The handler blocks these signals in the harness, and a blocked mask is inherited across
+/// exec: every program the harness starts gets them unblocked again, or the test host's
+/// poweroff could not end what the checks started (it waited 60 s for each).
+pub fn with_signals_unblocked(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigprocmask is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::signal::SigSet::all()
+                .thread_unblock()
+                .map_err(std::io::Error::from)
+        })
+    }
+}
+
 pub fn install_signal_handler() -> Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
