@@ -160,6 +160,27 @@ impl Facts {
     }
 }
 
+/// What /etc/shadow says about one account: no password can log in, and the account expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowState {
+    pub locked: bool,
+    pub expired: bool,
+}
+
+/// The `name` line of /etc/shadow text, judged on `today` (days since the epoch). None: no line.
+/// Locked: the password field starts with `!` or `*` (no password matches). Expired: an
+/// expiry day is set and has passed, so PAM's account stack (su, sshd, cron, login) refuses.
+pub fn shadow_state(shadow: &str, name: &str, today: u64) -> Option<ShadowState> {
+    let line = shadow.lines().find(|l| l.split(':').next() == Some(name))?;
+    let fields: Vec<&str> = line.split(':').collect();
+    let password = fields.get(1).copied().unwrap_or("");
+    let expire = fields.get(7).and_then(|f| f.parse::<u64>().ok());
+    Some(ShadowState {
+        locked: password.starts_with('!') || password.starts_with('*'),
+        expired: expire.is_some_and(|day| day <= today),
+    })
+}
+
 /// The agent account the unit tests share (default names, UID 987).
 #[cfg(test)]
 pub(crate) fn test_agent() -> Account {
@@ -174,6 +195,41 @@ pub(crate) fn test_agent() -> Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_lines_are_judged_for_lock_and_expiry() {
+        let shadow = "root:$y$x:19000:0:99999:7:::\ncc-agent:!*:19000:::::::\n\
+                      locked:!:19000:::::1:\nold:$y$h:19000:::::20000:\n";
+        assert_eq!(
+            shadow_state(shadow, "cc-agent", 20500),
+            Some(ShadowState {
+                locked: true,
+                expired: false
+            })
+        );
+        assert_eq!(
+            shadow_state(shadow, "locked", 20500),
+            Some(ShadowState {
+                locked: true,
+                expired: true
+            })
+        );
+        assert_eq!(
+            shadow_state(shadow, "old", 20500),
+            Some(ShadowState {
+                locked: false,
+                expired: true
+            })
+        );
+        assert_eq!(
+            shadow_state(shadow, "old", 19999),
+            Some(ShadowState {
+                locked: false,
+                expired: false
+            })
+        );
+        assert_eq!(shadow_state(shadow, "cc", 20500), None);
+    }
 
     fn account(name: &str, uid: u32) -> Account {
         Account {

@@ -37,6 +37,7 @@ pub const PROBE_NAMES: &[&str] = &[
     "agent-processes-in-sessions",
     "sessions-isolated",
     "table-watcher",
+    "account-locked",
 ];
 
 const APPLY: &str = "run `pipelock-containment apply` as root";
@@ -201,6 +202,10 @@ pub struct UsersObs {
     pub agent: Option<Account>,
     pub proxy: Option<Account>,
     pub login_range: LoginUidRange,
+    /// The agent's /etc/shadow state (None: no line, or the file is not readable).
+    pub agent_shadow: Option<crate::facts::ShadowState>,
+    /// The agent's login shell from the user database.
+    pub agent_shell: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,7 +450,52 @@ pub fn evaluate(config: &Config, obs: &Observations) -> Vec<Probe> {
         agent_processes_in_sessions(&obs.sessions),
         sessions_isolated(config, &obs.sessions),
         table_watcher(&obs.watcher),
+        account_locked(&obs.users),
     ]
+}
+
+pub fn account_locked(obs: &UsersObs) -> Probe {
+    const NAME: &str = "account-locked";
+    let Some(state) = obs.agent_shadow else {
+        return Probe::skip(
+            NAME,
+            format!("no /etc/shadow line for {} could be read", obs.agent_name),
+            "run verify as root; an account in LDAP or sssd is locked there",
+        );
+    };
+    let shell_ok = obs
+        .agent_shell
+        .as_deref()
+        .is_some_and(|s| s.ends_with("/nologin") || s.ends_with("/false"));
+    let mut problems = Vec::new();
+    if !state.locked {
+        problems.push("it has a usable password");
+    }
+    if !state.expired {
+        problems.push("it is not expired (PAM logins, su, sshd keys and cron accept it)");
+    }
+    if !shell_ok {
+        problems.push("its shell is not nologin");
+    }
+    if problems.is_empty() {
+        Probe::pass(
+            NAME,
+            format!(
+                "{} is locked, expired and has no login shell",
+                obs.agent_name
+            ),
+        )
+    } else {
+        Probe::fail(
+            NAME,
+            format!(
+                "the agent account {}: {}",
+                obs.agent_name,
+                problems.join("; ")
+            ),
+            format!("{APPLY} (usermod --lock --expiredate 1 {})", obs.agent_name),
+        )
+    }
 }
 
 pub fn table_watcher(obs: &WatcherObs) -> Probe {

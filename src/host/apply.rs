@@ -1037,6 +1037,31 @@ fn kill_all_as(uid: u32) -> Result<()> {
     Ok(())
 }
 
+/// The agent account is locked and expired: PAM-based logins (su, sshd, cron, at, login) refuse
+/// it, while session units (no PAM) and runuser still run as it. Never undone, not even by
+/// remove. An account outside /etc/shadow (LDAP, sssd) is only warned about.
+fn lock_agent_account(config: &Config, log: Log<'_>) {
+    let name = &config.users.agent;
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    match crate::facts::shadow_state(&shadow, name, super::facts::days_since_epoch()) {
+        Some(state) if state.locked && state.expired => {}
+        Some(_) => {
+            log(&format!(
+                "  lock and expire the agent account {name} (usermod --lock --expiredate 1)"
+            ));
+            if let Err(err) = run_ok("usermod", &["--lock", "--expiredate", "1", name]) {
+                log(&format!(
+                    "  warning: {err:#}: PAM logins as {name} may still work"
+                ));
+            }
+        }
+        None => log(&format!(
+            "  warning: {name} is not in /etc/shadow: lock and expire it where the account lives \
+             (verify's account-locked probe checks it)"
+        )),
+    }
+}
+
 /// The agent's home exists, owned by the agent, mode 0750 (sysusers and rpm %pre make none).
 /// Like the accounts, it is created and never removed.
 fn ensure_agent_home(config: &Config, log: Log<'_>) -> Result<()> {
@@ -1173,6 +1198,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
         }
     }
     ensure_agent_home(config, log)?;
+    lock_agent_account(config, log);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -75,3 +75,10 @@ pub fn gather(config: &Config, assumed: AssumedUids) -> Result<Facts> {
     }
     Ok(facts)
 }
+
+/// Today, in days since the epoch (the unit of /etc/shadow's dates).
+pub fn days_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}

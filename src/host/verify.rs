@@ -140,6 +140,19 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
             agent: agent.clone(),
             proxy,
             login_range,
+            agent_shadow: std::fs::read_to_string("/etc/shadow")
+                .ok()
+                .and_then(|text| {
+                    crate::facts::shadow_state(
+                        &text,
+                        &config.users.agent,
+                        crate::host::facts::days_since_epoch(),
+                    )
+                }),
+            agent_shell: nix::unistd::User::from_name(&config.users.agent)
+                .ok()
+                .flatten()
+                .map(|u| u.shell.to_string_lossy().into_owned()),
         },
         table,
         rule_file: GeneratedFileObs {

@@ -49,6 +49,11 @@ fn healthy() -> Observations {
             agent: Some(account("cc-agent", 901)),
             proxy: Some(account("pipelock-proxy", 902)),
             login_range: LoginUidRange::default(),
+            agent_shadow: Some(crate::facts::ShadowState {
+                locked: true,
+                expired: true,
+            }),
+            agent_shell: Some("/usr/sbin/nologin".into()),
         },
         table: TableObs {
             loaded: Ok(Some(TABLE.into())),
@@ -681,4 +686,21 @@ fn schema_lists_every_probe_name() {
         examples, PROBE_NAMES,
         "docs/verify-schema.json lists the probe names: update it with PROBE_NAMES"
     );
+}
+
+#[test]
+fn an_agent_account_that_can_log_in_fails() {
+    let mut obs = healthy();
+    obs.users.agent_shadow = Some(crate::facts::ShadowState {
+        locked: true,
+        expired: false,
+    });
+    let probe = only(&obs, "account-locked", Status::Fail);
+    assert!(probe.detail.contains("not expired"), "{}", probe.detail);
+    let mut obs = healthy();
+    obs.users.agent_shell = Some("/bin/bash".into());
+    only(&obs, "account-locked", Status::Fail);
+    let mut obs = healthy();
+    obs.users.agent_shadow = None;
+    only(&obs, "account-locked", Status::Skip);
 }

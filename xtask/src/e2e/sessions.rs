@@ -93,6 +93,26 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
         ))
         .map(drop)
     })?;
+    check(lab, "account/pam-logins-refused-sessions-run", |c| {
+        // Control: su works for the operator; the agent account is expired, so PAM refuses it.
+        c.must(&format!("su -s /bin/sh {OPERATOR} -c true"))?;
+        let o = c.sh(&format!("su -s /bin/sh {AGENT} -c 'echo logged-in'"))?;
+        if o.ok() || o.stdout.contains("logged-in") {
+            bail!("su to the agent account worked: {:?}", o.both());
+        }
+        if !o.both().contains("expired") {
+            bail!(
+                "su to the agent failed, but not for the expiry: {:?}",
+                o.both()
+            );
+        }
+        // Sessions do not go through PAM: they still run as the agent.
+        let id = launch(c, "cc-launch sh -c \"id -un\"")?;
+        if id.stdout.trim() != AGENT {
+            bail!("a session did not run as {AGENT}: {:?}", id.both());
+        }
+        Ok(())
+    });
     check(lab, "sessions/cc-launch-on-default-path", |c| {
         let o = c.must(&format!(
             "runuser -u {OPERATOR} -- sh -c 'command -v cc-launch'"
