@@ -42,6 +42,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("adduser", "adduser", Need::Test),
     ("useradd", "passwd", Need::Test),
     ("userdel", "passwd", Need::Test),
+    ("usermod", "passwd", Need::Test),
     ("groupadd", "passwd", Need::Test),
     ("groupdel", "passwd", Need::Test),
     ("addgroup", "adduser", Need::Test),
