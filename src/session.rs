@@ -359,6 +359,8 @@ pub struct Session {
     pub grants: Vec<String>,
     pub started: String,
     pub tasks: Option<u64>,
+    /// The unit's TasksMax (None: infinity).
+    pub tasks_max: Option<u64>,
     pub memory_bytes: Option<u64>,
     pub main_pid: Option<u32>,
     /// Host loopback ports this session's servers are published on.
@@ -370,7 +372,7 @@ pub struct Session {
 
 /// The properties `systemctl show` is asked for.
 pub const SHOW_PROPERTIES: &str = "Id,ActiveState,SubState,LogExtraFields,ActiveEnterTimestamp,\
-TasksCurrent,MemoryCurrent,MainPID,ControlGroup";
+TasksCurrent,TasksMax,MemoryCurrent,MainPID,ControlGroup";
 
 /// Parse `systemctl show -p SHOW_PROPERTIES UNIT...` (records separated by blank lines).
 pub fn parse_show(text: &str) -> Vec<Session> {
@@ -386,6 +388,7 @@ pub fn parse_show(text: &str) -> Vec<Session> {
             grants: Vec::new(),
             started: String::new(),
             tasks: None,
+            tasks_max: None,
             memory_bytes: None,
             main_pid: None,
             published: Vec::new(),
@@ -402,6 +405,7 @@ pub fn parse_show(text: &str) -> Vec<Session> {
                 "SubState" => sub = value.to_string(),
                 "ActiveEnterTimestamp" => session.started = value.to_string(),
                 "TasksCurrent" => session.tasks = number(value),
+                "TasksMax" => session.tasks_max = number(value),
                 "MemoryCurrent" => session.memory_bytes = number(value),
                 "MainPID" => session.main_pid = value.parse().ok().filter(|p| *p != 0),
                 "ControlGroup" => session.control_group = value.to_string(),
@@ -683,7 +687,7 @@ mod tests {
     fn show_output_becomes_sessions() {
         let text = "Id=pipelock-agent-00000000000000ab.service\nActiveState=active\nSubState=running\n\
 LogExtraFields=PIPELOCK_OPERATOR=alice PIPELOCK_TOOL=claude PIPELOCK_CWD=/home/alice/proj PIPELOCK_GRANTS=/home/alice/proj:/srv/data\n\
-ActiveEnterTimestamp=Wed 2026-12-02 17:00:00 UTC\nTasksCurrent=3\nMemoryCurrent=[not set]\nMainPID=42\n\n\
+ActiveEnterTimestamp=Wed 2026-12-02 17:00:00 UTC\nTasksCurrent=3\nTasksMax=512\nMemoryCurrent=[not set]\nMainPID=42\n\n\
 Id=pipelock-proxy.service\nActiveState=active\n";
         let sessions = parse_show(text);
         assert_eq!(sessions.len(), 1);
@@ -692,6 +696,7 @@ Id=pipelock-proxy.service\nActiveState=active\n";
         assert_eq!(s.tool, "claude");
         assert_eq!(s.grants, vec!["/home/alice/proj", "/srv/data"]);
         assert_eq!(s.tasks, Some(3));
+        assert_eq!(s.tasks_max, Some(512));
         assert_eq!(s.memory_bytes, None);
         assert_eq!(s.main_pid, Some(42));
         assert_eq!(s.state, "active/running");

@@ -238,14 +238,11 @@ impl CurrentConfig {
         let now = Self::modified();
         if now != self.modified {
             self.modified = now;
-            let path = crate::config::DEFAULT_CONFIG_PATH;
-            match std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Config::parse(&text, path).map_err(|e| e.to_string()))
-            {
+            let path = camino::Utf8Path::new(crate::config::DEFAULT_CONFIG_PATH);
+            match crate::host::fs::read_config(path) {
                 Ok(config) => self.config = std::sync::Arc::new(config),
                 Err(err) => {
-                    eprintln!("pipelock-containment bridge: keeping the last config: {err}")
+                    eprintln!("pipelock-containment bridge: keeping the last config: {err:#}")
                 }
             }
         }

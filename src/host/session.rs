@@ -17,7 +17,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit;
 use crate::facts::Account;
-use crate::grants::{GrantRecord, Records};
+use crate::grants::GrantRecord;
 use crate::host::bridge;
 use crate::launch::{self, Refusal};
 use crate::session::{self, SessionSpec, Stdio};
@@ -29,13 +29,10 @@ fn refuse(refusal: &Refusal) -> i32 {
 }
 
 fn read_config() -> Result<Config, i32> {
-    std::fs::read_to_string(DEFAULT_CONFIG_PATH)
-        .map_err(|err| format!("cannot read the config {DEFAULT_CONFIG_PATH}: {err}"))
-        .and_then(|text| Config::parse(&text, DEFAULT_CONFIG_PATH).map_err(|e| e.to_string()))
-        .map_err(|message| {
-            eprintln!("cc-launch: {message}");
-            exit::CONFIG
-        })
+    crate::host::fs::read_config(camino::Utf8Path::new(DEFAULT_CONFIG_PATH)).map_err(|err| {
+        eprintln!("cc-launch: {err:#}");
+        exit::CONFIG
+    })
 }
 
 fn usage(config: Option<&Config>) -> String {
@@ -156,18 +153,14 @@ fn active_grants(config: &Config) -> Vec<GrantRecord> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let path = &config.grants.records;
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    match Records::parse(&text, path.as_str()) {
+    match crate::host::grants::list(config) {
         Ok(records) => records
             .grants
             .into_iter()
             .filter(|g| g.expires_at.is_none_or(|t| t > now))
             .collect(),
         Err(err) => {
-            eprintln!("cc-launch: warning: {err}: no grant is bound into the session");
+            eprintln!("cc-launch: warning: {err:#}: no grant is bound into the session");
             Vec::new()
         }
     }

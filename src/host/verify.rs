@@ -253,14 +253,11 @@ fn observe_sessions(agent_uid: Option<u32>) -> SessionsObs {
                     .lines()
                     .filter(|l| l.split_whitespace().last() != Some("lo"))
                     .count();
-            let tasks_max = run("systemctl", &["show", "-p", "TasksMax", "--value", &s.unit])
-                .ok()
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
             sessions.push(SessionView {
                 unit: s.unit,
                 interfaces,
                 routes_out,
-                tasks_max,
+                tasks_max: s.tasks_max,
             });
         }
     }
