@@ -127,6 +127,8 @@ pub struct Facts {
     pub proxy: Account,
     pub login_range: LoginUidRange,
     pub distro: DistroPaths,
+    /// The distro's sshd reads drop-ins from `/etc/ssh/sshd_config.d` (the directory exists).
+    pub sshd_dropin_dir: bool,
 }
 
 impl Facts {
@@ -246,6 +248,7 @@ mod tests {
             proxy: account("pipelock-proxy", proxy_uid),
             login_range: LoginUidRange::default(),
             distro: DistroPaths::detect("ID=debian\n", |_| true),
+            sshd_dropin_dir: true,
         }
     }
 

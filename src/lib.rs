@@ -1,5 +1,6 @@
 //! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
 
+pub mod account;
 pub mod blocked;
 pub mod ca;
 pub mod cli;

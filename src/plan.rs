@@ -141,6 +141,10 @@ pub struct Manifest {
     /// The workspace grant records (`grants.records`); remove revokes them, purge deletes them.
     #[serde(default)]
     pub grant_records: Option<Utf8PathBuf>,
+    /// cron/at deny lists apply listed the agent in (value: apply created the file); remove
+    /// takes back exactly these lines and deletes the files it created.
+    #[serde(default)]
+    pub deny_lists: BTreeMap<Utf8PathBuf, bool>,
 }
 
 impl Manifest {
@@ -169,6 +173,8 @@ pub struct Observed {
     pub user_unit_links: Vec<UserUnitLink>,
     /// The combined CA bundle: what is there and what apply would write. None: not looked at.
     pub ca: Option<CaState>,
+    /// Deny lists (`account::DENY_LISTS`) whose scheduler is installed.
+    pub schedulers: BTreeSet<Utf8PathBuf>,
 }
 
 /// The combined CA bundle as it is and as apply would make it. `host::apply` reads the inputs
@@ -336,6 +342,26 @@ pub enum Step {
     RevokeGrants {
         records: Utf8PathBuf,
     },
+    /// List the agent in a cron/at deny list, or take it back out (`contents: None`: delete the
+    /// file apply created). The file keeps its owner and mode.
+    EditDenyList {
+        path: Utf8PathBuf,
+        user: String,
+        listed: bool,
+        #[serde(skip)]
+        contents: Option<String>,
+        #[serde(skip)]
+        previous: FileState,
+    },
+    /// `systemctl try-reload-or-restart UNIT` for a running daemon that must re-read a drop-in;
+    /// a failure only warns.
+    ReloadUnit {
+        unit: String,
+    },
+    /// Delete the agent's crontab, at jobs, linger flag and systemd user units.
+    RemoveAgentJobs {
+        user: String,
+    },
 }
 
 impl Step {
@@ -362,6 +388,9 @@ impl Step {
             Step::RemoveDirIfEmpty { path } => format!("rmdir:{path}"),
             Step::RestoreUserUnit { link } => format!("user-unit:restore:{}", link.link),
             Step::RevokeGrants { .. } => "grants:revoke-all".into(),
+            Step::EditDenyList { path, .. } => format!("deny-list:{path}"),
+            Step::ReloadUnit { unit } => format!("systemd:reload:{unit}"),
+            Step::RemoveAgentJobs { user } => format!("jobs:{user}"),
         }
     }
 }
@@ -457,6 +486,23 @@ impl fmt::Display for Step {
             Step::RevokeGrants { records } => {
                 write!(f, "revoke every workspace grant recorded in {records}")
             }
+            Step::EditDenyList {
+                path,
+                user,
+                listed,
+                contents,
+                previous,
+            } => match (listed, contents, previous) {
+                (true, _, FileState::Absent) => write!(f, "create {path} listing {user}"),
+                (true, _, _) => write!(f, "list {user} in {path}"),
+                (false, None, _) => write!(f, "remove {path} (apply created it for {user})"),
+                (false, Some(_), _) => write!(f, "take {user} out of {path}"),
+            },
+            Step::ReloadUnit { unit } => write!(f, "reload {unit} (it re-reads its config)"),
+            Step::RemoveAgentJobs { user } => write!(
+                f,
+                "delete {user}'s crontab, at jobs, linger flag and systemd user units"
+            ),
         }
     }
 }
@@ -525,6 +571,22 @@ impl Plan {
                     let old = String::from_utf8_lossy(previous.contents().unwrap_or_default())
                         .into_owned();
                     out.push_str(&unified(&old, "", &format!("a{path}"), "/dev/null"));
+                }
+                Step::EditDenyList {
+                    path,
+                    contents,
+                    previous,
+                    ..
+                } => {
+                    let old = String::from_utf8_lossy(previous.contents().unwrap_or_default())
+                        .into_owned();
+                    let (old_label, new_label) = match (previous, contents) {
+                        (FileState::Absent, _) => ("/dev/null".to_string(), format!("b{path}")),
+                        (_, None) => (format!("a{path}"), "/dev/null".to_string()),
+                        _ => (format!("a{path}"), format!("b{path}")),
+                    };
+                    let new = contents.as_deref().unwrap_or_default();
+                    out.push_str(&unified(&old, new, &old_label, &new_label));
                 }
                 Step::RefreshCaBundle {
                     bundle,
@@ -869,6 +931,14 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         steps.extend(step);
         plan.warnings.extend(note);
     }
+    let deny_lists = plan_deny_lists(input.config, observed, &mut steps, &mut plan.notes);
+    let sshd_dropin_changed = steps.iter().any(|s| {
+        matches!(s, Step::WriteFile { path, .. } | Step::RemoveFile { path, .. }
+            if path == crate::account::SSHD_DROPIN)
+    });
+    if sshd_dropin_changed {
+        steps.extend(reload_sshd(observed));
+    }
 
     // Units.
     let mut units_enabled: Vec<String> = observed
@@ -971,6 +1041,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         agent_uid: Some(input.agent_uid),
         ca_bundle: Some(bundle_path.clone()),
         grant_records: Some(input.config.grants.records.clone()),
+        deny_lists,
     };
     let manifest_changed = match &observed.manifest {
         Some(old) => !old.same_content(&manifest),
@@ -987,6 +1058,68 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     }
     plan.steps.extend(steps);
     plan
+}
+
+/// List the agent in every deny list whose scheduler is installed (or that exists). Returns the
+/// lists that are ours to take back: listed by this or an earlier apply, never one the admin
+/// had already listed the agent in.
+fn plan_deny_lists(
+    config: &Config,
+    observed: &Observed,
+    steps: &mut Vec<Step>,
+    notes: &mut Vec<String>,
+) -> BTreeMap<Utf8PathBuf, bool> {
+    let user = &config.users.agent;
+    let earlier = observed
+        .manifest
+        .as_ref()
+        .map(|m| m.deny_lists.clone())
+        .unwrap_or_default();
+    let mut ours = BTreeMap::new();
+    for (path, _) in crate::account::DENY_LISTS {
+        let path = Utf8PathBuf::from(*path);
+        let previous = observed.file(&path);
+        if previous == FileState::Absent && !observed.schedulers.contains(&path) {
+            notes.push(format!(
+                "{path} is not edited: its scheduler is not installed (the account's expiry \
+                 refuses its jobs; apply lists {user} once it is installed)"
+            ));
+            continue;
+        }
+        let text = String::from_utf8_lossy(previous.contents().unwrap_or_default()).into_owned();
+        if crate::account::is_listed(&text, user) {
+            if let Some(created) = earlier.get(&path) {
+                ours.insert(path, *created);
+            }
+            continue;
+        }
+        let created = earlier
+            .get(&path)
+            .copied()
+            .unwrap_or(previous == FileState::Absent);
+        steps.push(Step::EditDenyList {
+            path: path.clone(),
+            user: user.clone(),
+            listed: true,
+            contents: Some(crate::account::with_listed(&text, user)),
+            previous,
+        });
+        ours.insert(path, created);
+    }
+    ours
+}
+
+/// Reload the running sshd, so the drop-in counts for the next connection.
+fn reload_sshd(observed: &Observed) -> Option<Step> {
+    if !observed.systemd_running {
+        return None;
+    }
+    crate::account::SSHD_UNITS
+        .iter()
+        .find(|unit| observed.unit(unit).active)
+        .map(|unit| Step::ReloadUnit {
+            unit: unit.to_string(),
+        })
 }
 
 /// A file that starts with the header `ca refresh` writes: ours to delete.
@@ -1109,6 +1242,7 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
         paths::PROXY_UNIT_DROPIN,
         crate::ca::PATH_UNIT_DROPIN,
         paths::OLD_LAUNCHER,
+        crate::account::SSHD_DROPIN,
     ] {
         files.insert(path.into());
     }
@@ -1146,6 +1280,10 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
         }
     };
     remove_files(&mut plan, launch);
+    // Jobs the agent left with cron, at or its user manager would start it again later.
+    plan.steps.push(Step::RemoveAgentJobs {
+        user: agent.clone(),
+    });
     // Grants widen the agent's access to operators' files: take them back before the agent's
     // processes end and the table goes (best effort, like every remove step).
     let records = manifest
@@ -1162,7 +1300,7 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
         });
     }
     plan.steps.push(Step::EndProcesses {
-        user: agent,
+        user: agent.clone(),
         uid: None,
         grace_seconds: 5,
     });
@@ -1186,7 +1324,25 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
             });
         }
     }
+    let sshd_dropin_removed =
+        observed.file(Utf8Path::new(crate::account::SSHD_DROPIN)) != FileState::Absent;
     remove_files(&mut plan, rest);
+    if sshd_dropin_removed {
+        plan.steps.extend(reload_sshd(observed));
+    }
+    for (path, created) in &manifest.deny_lists {
+        let previous = observed.file(path);
+        let text = String::from_utf8_lossy(previous.contents().unwrap_or_default()).into_owned();
+        if crate::account::is_listed(&text, &agent) {
+            plan.steps.push(Step::EditDenyList {
+                path: path.clone(),
+                user: agent.clone(),
+                listed: false,
+                contents: crate::account::without_listed(&text, &agent, *created),
+                previous,
+            });
+        }
+    }
     let bundle_removed = plan
         .steps
         .iter()
@@ -1225,6 +1381,7 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
     after.units_enabled.clear();
     after.user_units_disabled.clear();
     after.table_loaded = false;
+    after.deny_lists.clear();
     if observed.manifest.is_some() {
         plan.steps.push(Step::WriteManifest { manifest: after });
     }
@@ -1251,6 +1408,7 @@ mod tests {
             proxy: account("pipelock-proxy", 988),
             login_range: LoginUidRange::default(),
             distro: DistroPaths::detect("ID=debian\n", |_| true),
+            sshd_dropin_dir: true,
         }
     }
 
@@ -1280,6 +1438,10 @@ mod tests {
                 .collect(),
             user_unit_links: Vec::new(),
             ca: None,
+            schedulers: crate::account::DENY_LISTS
+                .iter()
+                .map(|(path, _)| Utf8PathBuf::from(*path))
+                .collect(),
         }
     }
 
@@ -1317,6 +1479,18 @@ mod tests {
                             gid: 0,
                         },
                     );
+                }
+                Step::EditDenyList { path, contents, .. } => {
+                    let state = match contents {
+                        None => FileState::Absent,
+                        Some(text) => FileState::Present {
+                            contents: text.clone().into_bytes(),
+                            mode: 0o644,
+                            uid: 0,
+                            gid: 0,
+                        },
+                    };
+                    after.files.insert(path.clone(), state);
                 }
                 Step::RemoveFile { path, .. } => {
                     after.files.insert(path.clone(), FileState::Absent);
@@ -1723,6 +1897,105 @@ mod tests {
         assert_eq!(after.nft, NftState::Absent);
         assert!(after.manifest.as_ref().unwrap().files.is_empty());
         plan
+    }
+
+    fn present(text: &str, mode: u32, gid: u32) -> FileState {
+        FileState::Present {
+            contents: text.as_bytes().to_vec(),
+            mode,
+            uid: 0,
+            gid,
+        }
+    }
+
+    #[test]
+    fn deny_lists_are_edited_once_and_taken_back_exactly() {
+        use crate::account::{AT_DENY, CRON_DENY};
+        let config = Config::defaults();
+        let mut host = empty_host();
+        let at_deny = "alias\nbackup\n";
+        host.files
+            .insert(AT_DENY.into(), present(at_deny, 0o640, 1));
+        let plan = apply(&config, &host);
+        let after = simulate(&host, &plan);
+        let manifest = after.manifest.clone().unwrap();
+        assert_eq!(
+            manifest.deny_lists,
+            BTreeMap::from([(AT_DENY.into(), false), (CRON_DENY.into(), true)])
+        );
+        assert_eq!(
+            after.file(Utf8Path::new(AT_DENY)).contents(),
+            Some(&b"alias\nbackup\ncc-agent\n"[..])
+        );
+        assert!(plan.diff().contains("+cc-agent"), "{}", plan.diff());
+        assert!(apply(&config, &after).is_noop());
+
+        let remove = plan_remove(&config, &after);
+        let gone = simulate(&after, &remove);
+        assert_eq!(
+            gone.file(Utf8Path::new(AT_DENY)).contents(),
+            Some(at_deny.as_bytes())
+        );
+        assert_eq!(gone.file(Utf8Path::new(CRON_DENY)), FileState::Absent);
+        let steps: Vec<String> = remove.steps.iter().map(|s| s.to_string()).collect();
+        assert!(
+            steps.contains(&format!("take cc-agent out of {AT_DENY}")),
+            "{steps:?}"
+        );
+        assert!(
+            steps.contains(&format!(
+                "remove {CRON_DENY} (apply created it for cc-agent)"
+            )),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_listing_the_admin_made_is_not_ours_to_take_back() {
+        use crate::account::CRON_DENY;
+        let config = Config::defaults();
+        let mut host = empty_host();
+        host.files
+            .insert(CRON_DENY.into(), present("cc-agent\n", 0o644, 0));
+        host.schedulers
+            .remove(Utf8Path::new(crate::account::AT_DENY));
+        let plan = apply(&config, &host);
+        assert!(!ids(&plan).iter().any(|id| id.starts_with("deny-list:")));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|n| n.contains("/etc/at.deny is not edited")));
+        let after = simulate(&host, &plan);
+        assert!(after.manifest.as_ref().unwrap().deny_lists.is_empty());
+        let remove = plan_remove(&config, &after);
+        assert!(!ids(&remove).iter().any(|id| id.starts_with("deny-list:")));
+    }
+
+    #[test]
+    fn sshd_reloads_for_its_drop_in_and_jobs_go_before_the_table() {
+        use crate::account::SSHD_DROPIN;
+        let config = Config::defaults();
+        let mut host = empty_host();
+        host.units.insert(
+            "ssh.service".into(),
+            UnitState {
+                installed: true,
+                enabled: true,
+                active: true,
+            },
+        );
+        let plan = apply(&config, &host);
+        let write = position(&plan, &format!("write:{SSHD_DROPIN}"));
+        let reload = position(&plan, "systemd:reload:ssh.service");
+        assert!(write < reload);
+        let after = simulate(&host, &plan);
+        assert!(apply(&config, &after).is_noop());
+        let remove = plan_remove(&config, &after);
+        let removed = position(&remove, &format!("remove:{SSHD_DROPIN}"));
+        assert!(removed < position(&remove, "systemd:reload:ssh.service"));
+        let jobs = position(&remove, "jobs:cc-agent");
+        assert!(jobs < position(&remove, "processes:cc-agent"));
+        assert!(position(&remove, &format!("remove:{}", paths::SUDOERS_DROPIN)) < jobs);
     }
 
     #[test]

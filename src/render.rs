@@ -20,6 +20,7 @@ pub enum FileKind {
     Sudoers,
     Wrapper,
     SystemdDropIn,
+    SshdDropIn,
 }
 
 /// One file as it should be on the host (owned by root).
@@ -41,6 +42,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "proxy-dropin",
         include_str!("../pkg/templates/pipelock-proxy-dropin.conf.hbs"),
+    ),
+    (
+        "sshd-deny",
+        include_str!("../pkg/templates/sshd-deny.conf.hbs"),
+    ),
+    (
+        "dbus-policy",
+        include_str!("../pkg/templates/dbus-policy.conf.hbs"),
     ),
 ];
 
@@ -118,6 +127,14 @@ pub fn render_all(config: &Config, facts: &Facts) -> Result<Vec<RenderedFile>> {
             render("proxy-dropin", &data)?,
         ),
     ];
+    if facts.sshd_dropin_dir {
+        files.push(file(
+            crate::account::SSHD_DROPIN,
+            FileKind::SshdDropIn,
+            0o644,
+            render("sshd-deny", &data)?,
+        ));
+    }
     for tool in &config.tools.wrap {
         #[derive(Serialize)]
         struct WrapperContext<'a> {
@@ -210,6 +227,20 @@ pub fn render_grants_sudoers(config: &Config) -> Result<RenderedFile> {
             .render("sudoers-grants", &data)
             .context("rendering template sudoers-grants")?,
     })
+}
+
+/// The D-Bus system policy the packages ship ([`crate::account::DBUS_POLICY`]), rendered at
+/// build time from the packaged config, like the sysusers.d file.
+pub fn render_dbus_policy(config: &Config) -> Result<String> {
+    let data = serde_json::json!({
+        "header": "Shipped by pipelock-containment, rendered from its packaged config when the \
+                   package was built.",
+        "agent": config.users.agent,
+        "denied": crate::account::DBUS_DENIED,
+    });
+    engine()?
+        .render("dbus-policy", &data)
+        .context("rendering template dbus-policy")
 }
 
 /// Quote one ExecStart argument for systemd: plain words stay bare.
@@ -309,6 +340,7 @@ mod tests {
             proxy: account("pipelock-proxy", 988),
             login_range: crate::facts::LoginUidRange::default(),
             distro: crate::facts::DistroPaths::detect("ID=debian\n", |_| true),
+            sshd_dropin_dir: true,
         };
         render_all(&config, &facts).unwrap()
     }

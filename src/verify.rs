@@ -38,6 +38,9 @@ pub const PROBE_NAMES: &[&str] = &[
     "sessions-isolated",
     "table-watcher",
     "account-locked",
+    "ssh-denied",
+    "cron-denied",
+    "dbus-policy",
 ];
 
 const APPLY: &str = "run `pipelock-containment apply` as root";
@@ -398,6 +401,7 @@ pub struct Observations {
     pub dns: AgentAttempts,
     pub sessions: SessionsObs,
     pub watcher: WatcherObs,
+    pub ways_in: WaysInObs,
 }
 
 /// The table watcher: its unit's state and what it recorded.
@@ -451,7 +455,148 @@ pub fn evaluate(config: &Config, obs: &Observations) -> Vec<Probe> {
         sessions_isolated(config, &obs.sessions),
         table_watcher(&obs.watcher),
         account_locked(&obs.users),
+        ssh_denied(&obs.users.agent_name, &obs.ways_in.sshd),
+        cron_denied(&obs.users.agent_name, &obs.ways_in.schedulers),
+        dbus_policy(&obs.ways_in.dbus),
     ]
+}
+
+/// sshd's effective config for a login as the agent (`sshd -T -C user=AGENT,...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshdObs {
+    NotInstalled,
+    Effective(String),
+    /// `sshd -T` failed: its message.
+    Unreadable(String),
+}
+
+/// One job scheduler and its allow/deny lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerObs {
+    pub name: &'static str,
+    pub installed: bool,
+    pub allow_path: String,
+    pub allow: Option<String>,
+    pub deny_path: String,
+    pub deny: Option<String>,
+}
+
+/// The packaged D-Bus policy as it is, and as the current config renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbusObs {
+    pub path: String,
+    pub found: Option<String>,
+    pub expected: Result<String, String>,
+}
+
+/// Ways into the agent account besides the launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaysInObs {
+    pub sshd: SshdObs,
+    pub schedulers: Vec<SchedulerObs>,
+    pub dbus: DbusObs,
+}
+
+pub fn ssh_denied(agent: &str, obs: &SshdObs) -> Probe {
+    const NAME: &str = "ssh-denied";
+    match obs {
+        SshdObs::NotInstalled => Probe::pass(NAME, "sshd is not installed"),
+        SshdObs::Effective(text) if crate::account::sshd_denies(text, agent) => Probe::pass(
+            NAME,
+            format!("sshd's effective config denies {agent} (DenyUsers)"),
+        ),
+        SshdObs::Effective(_) => Probe::fail(
+            NAME,
+            format!(
+                "sshd would accept a login as {agent}: its effective config has no DenyUsers \
+                 for it (an expired account stops PAM logins, not every sshd setup)"
+            ),
+            format!(
+                "{APPLY} (it writes {}); if sshd_config does not include {}/*.conf, add \
+                 `DenyUsers {agent}` to it, then reload sshd",
+                crate::account::SSHD_DROPIN,
+                crate::account::SSHD_DROPIN_DIR
+            ),
+        ),
+        SshdObs::Unreadable(err) => Probe::skip(
+            NAME,
+            format!("`sshd -T` failed: {err}"),
+            "run verify as root; check sshd's config with `sshd -t`",
+        ),
+    }
+}
+
+pub fn cron_denied(agent: &str, schedulers: &[SchedulerObs]) -> Probe {
+    const NAME: &str = "cron-denied";
+    let installed: Vec<&SchedulerObs> = schedulers.iter().filter(|s| s.installed).collect();
+    if installed.is_empty() {
+        return Probe::pass(NAME, "neither cron nor at is installed");
+    }
+    let mut open = Vec::new();
+    for s in &installed {
+        let listed = |text: &Option<String>| {
+            text.as_deref()
+                .is_some_and(|t| crate::account::is_listed(t, agent))
+        };
+        let denied = match &s.allow {
+            Some(_) => !listed(&s.allow),
+            None => listed(&s.deny),
+        };
+        if !denied {
+            open.push(format!(
+                "{} ({} does not list {agent})",
+                s.name, s.deny_path
+            ));
+        }
+    }
+    let names: Vec<&str> = installed.iter().map(|s| s.name).collect();
+    if open.is_empty() {
+        Probe::pass(
+            NAME,
+            format!("{} refuse jobs of {agent}", names.join(" and ")),
+        )
+    } else {
+        Probe::fail(
+            NAME,
+            format!("{agent} may submit jobs to {}", open.join(", ")),
+            format!("{APPLY} (it lists {agent} in the deny lists)"),
+        )
+    }
+}
+
+pub fn dbus_policy(obs: &DbusObs) -> Probe {
+    const NAME: &str = "dbus-policy";
+    let expected = match &obs.expected {
+        Ok(text) => text,
+        Err(err) => return Probe::skip(NAME, format!("cannot render the policy: {err}"), ""),
+    };
+    match &obs.found {
+        Some(found) if found == expected => Probe::pass(
+            NAME,
+            format!(
+                "{} denies the agent {} name-resolution services",
+                obs.path,
+                crate::account::DBUS_DENIED.len()
+            ),
+        ),
+        Some(_) => Probe::fail(
+            NAME,
+            format!(
+                "{} does not name the configured agent: the bus lets it resolve names",
+                obs.path
+            ),
+            "the package was built for other user names: install the site build for this \
+             config (users.agent), or reinstall the package",
+        ),
+        None => Probe::fail(
+            NAME,
+            format!(
+                "{} is missing: the agent can resolve names over D-Bus",
+                obs.path
+            ),
+            "reinstall the package (apt install --reinstall pipelock-containment)",
+        ),
+    }
 }
 
 pub fn account_locked(obs: &UsersObs) -> Probe {

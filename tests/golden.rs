@@ -23,6 +23,7 @@ fn facts(agent_uid: u32, proxy_uid: u32) -> Facts {
         },
         login_range: LoginUidRange::default(),
         distro: DistroPaths::detect("ID=debian\n", |_| true),
+        sshd_dropin_dir: true,
     }
 }
 
@@ -85,4 +86,11 @@ fn different_uids_change_only_uid_tokens() {
     }
     // The rule file's header names both UIDs; the jump names the agent's.
     assert_eq!(changed_lines, 3);
+}
+
+/// The packaged D-Bus policy, rendered from the default config at build time.
+#[test]
+fn dbus_policy_defaults() {
+    let text = pipelock_containment::render::render_dbus_policy(&Config::defaults()).unwrap();
+    insta::assert_snapshot!(text);
 }

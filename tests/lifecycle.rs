@@ -80,6 +80,7 @@ fn apply_twice_reports_no_changes_and_loads_real_uids() {
     let sandbox = sandbox("twice");
     let out = sandbox.must(
         r#"
+mkdir -p /etc/ssh/sshd_config.d   # the drop-in is written where sshd reads drop-ins
 pipelock-containment apply > /tmp/first 2>&1 || { cat /tmp/first; fail "first apply"; }
 cat /tmp/first
 grep -q "applied" /tmp/first || fail "first apply reported no change"
@@ -100,7 +101,7 @@ getent group pipelock-operators >/dev/null || fail "operators group"
 getent passwd cc-agent | grep -q nologin || fail "agent shell"
 getent shadow cc-agent | cut -d: -f2 | grep -q '^[!*]' || fail "agent account not locked"
 [ "$(getent shadow cc-agent | cut -d: -f8)" = 1 ] || fail "agent account not expired"
-jq -e '.files | length == 7' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
+jq -e '.files | length == 8' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
 jq -e '.users_created == ["cc-agent","pipelock-proxy"]' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest users"
 [ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "containment unit not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/pipelock-proxy.service ] || fail "proxy unit not enabled"
@@ -580,11 +581,11 @@ pipelock-containment apply | grep -qx "no changes" || fail "not idempotent"
 old_uid=$(id -u cc-agent)
 setpriv --reuid cc-agent --regid cc-agent --clear-groups sleep 1000 &
 sleep 0.2
-sed -i -e 's/^agent = "cc-agent"/agent = "lifecycle-robot"/' -e 's|^agent_home = .*|agent_home = "/srv/lifecycle-robot"|' \
+sed -i -e 's/^agent = "cc-agent"/agent = "lifecycle-robot"/' -e 's|^agent_home = .*|agent_home = "/var/lib/lifecycle-robot"|' \
     /etc/pipelock-containment/containment.toml
 pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply renamed"; }
-grep -q "create system user lifecycle-robot (home /srv/lifecycle-robot)" /tmp/out || { cat /tmp/out; fail "renamed user"; }
-[ "$(stat -c '%U %a' /srv/lifecycle-robot)" = "lifecycle-robot 750" ] || fail "renamed home"
+grep -q "create system user lifecycle-robot (home /var/lib/lifecycle-robot)" /tmp/out || { cat /tmp/out; fail "renamed user"; }
+[ "$(stat -c '%U %a' /var/lib/lifecycle-robot)" = "lifecycle-robot 750" ] || fail "renamed home"
 grep -q "former agent UID $old_uid" /tmp/out || { cat /tmp/out; fail "former agent's processes not ended"; }
 [ "$(pgrep -c -u "$old_uid" || true)" = 0 ] || fail "a former agent process survives"
 uid=$(id -u lifecycle-robot)
@@ -695,4 +696,98 @@ echo OK
     );
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
+}
+
+/// cron.deny, at.deny and the sshd drop-in: listed once, kept across applies, taken back
+/// exactly on remove (owner and mode too); files apply created go. Remove deletes the agent's
+/// crontab, at jobs, linger flag and user units without following a symlink it planted.
+#[test]
+fn ways_into_the_agent_account_close_and_are_taken_back_exactly() {
+    passes(
+        "ways_into_the_agent_account_close_and_are_taken_back_exactly",
+        "ways-in",
+        r#"
+for p in crontab at; do
+    [ -e /usr/bin/$p ] || { printf '#!/bin/sh\nexit 1\n' > /usr/bin/$p; chmod 755 /usr/bin/$p; }
+done
+rm -f /etc/cron.deny /etc/cron.allow /etc/at.allow
+printf '# at.deny\nalias\nbackup\n' > /etc/at.deny
+chown root:daemon /etc/at.deny; chmod 640 /etc/at.deny
+cp -p /etc/at.deny /tmp/at.deny.orig
+mkdir -p /etc/ssh/sshd_config.d
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply"; }
+grep -qx cc-agent /etc/at.deny || fail "agent not in at.deny"
+[ "$(grep -c . /etc/at.deny)" = 4 ] || fail "at.deny entries lost"
+[ "$(stat -c '%U:%G %a' /etc/at.deny)" = "root:daemon 640" ] || fail "at.deny owner or mode changed"
+[ "$(cat /etc/cron.deny)" = cc-agent ] || fail "cron.deny not created with the agent"
+grep -qx "DenyUsers cc-agent" /etc/ssh/sshd_config.d/50-pipelock-containment.conf || fail "sshd drop-in"
+jq -e '.deny_lists == {"/etc/at.deny": false, "/etc/cron.deny": true}' \
+    /var/lib/pipelock-containment/manifest.json >/dev/null || fail "deny lists not recorded"
+pipelock-containment apply | grep -qx "no changes" || fail "second apply changed something"
+# sshd itself reads the drop-in: its effective config for a login as the agent denies it.
+if [ -x /usr/sbin/sshd ]; then
+    mkdir -p /run/sshd
+    /usr/sbin/sshd -T -C user=cc-agent,host=h,addr=192.0.2.1 | grep -qx "denyusers cc-agent" \
+        || fail "sshd -T does not deny the agent"
+    /usr/sbin/sshd -T -C user=root,host=h,addr=192.0.2.1 | grep -q "^denyusers" || fail "no denyusers at all"
+    pipelock-containment verify --json | jq -e '.probes[] | select(.name == "ssh-denied") | .status == "pass"' \
+        >/dev/null || fail "ssh-denied probe"
+fi
+pipelock-containment verify --json | jq -e '.probes[] | select(.name == "cron-denied") | .status == "pass"' \
+    >/dev/null || fail "cron-denied probe"
+
+# Jobs the agent left, and a symlink trap in its home.
+uid=$(id -u cc-agent); home=$(getent passwd cc-agent | cut -d: -f6)
+mkdir -p /var/spool/cron/crontabs /var/spool/cron/atjobs /var/lib/systemd/linger
+echo '* * * * * true' > /var/spool/cron/crontabs/cc-agent; chown cc-agent /var/spool/cron/crontabs/cc-agent
+echo job > /var/spool/cron/atjobs/a0001; chown cc-agent /var/spool/cron/atjobs/a0001
+echo other > /var/spool/cron/atjobs/a0002   # root's job stays
+touch /var/lib/systemd/linger/cc-agent
+echo keep > /etc/keep-me
+setpriv --reuid cc-agent --regid cc-agent --clear-groups sh -c "
+    mkdir -p $home/.config/systemd/user && echo '[Service]' > $home/.config/systemd/user/x.service
+    ln -s /etc/keep-me $home/.config/systemd/user/trap" || fail "agent's user units"
+pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "remove"; }
+cat /tmp/out
+cmp /tmp/at.deny.orig /etc/at.deny || fail "at.deny not restored exactly"
+[ "$(stat -c '%U:%G %a' /etc/at.deny)" = "root:daemon 640" ] || fail "at.deny owner or mode after remove"
+[ ! -e /etc/cron.deny ] || fail "the cron.deny apply created is left"
+[ ! -e /etc/ssh/sshd_config.d/50-pipelock-containment.conf ] || fail "sshd drop-in left"
+[ -d /etc/ssh/sshd_config.d ] || fail "remove deleted sshd's drop-in directory"
+for f in /var/spool/cron/crontabs/cc-agent /var/spool/cron/atjobs/a0001 /var/lib/systemd/linger/cc-agent \
+         "$home/.config/systemd/user"; do
+    [ ! -e "$f" ] || fail "$f left after remove"
+done
+[ -f /var/spool/cron/atjobs/a0002 ] || fail "root's at job deleted"
+[ "$(cat /etc/keep-me)" = keep ] || fail "the symlink in the agent's home was followed"
+
+# An admin who adds a user to the cron.deny apply created keeps the file (without the agent).
+pipelock-containment apply >/dev/null || fail "apply 2"
+echo bob >> /etc/cron.deny
+pipelock-containment remove >/dev/null 2>&1 || fail "remove 2"
+[ "$(cat /etc/cron.deny)" = bob ] || fail "cron.deny after remove: $(cat /etc/cron.deny)"
+echo OK
+"#,
+    );
+}
+
+/// A process of the agent that cannot be ended keeps the table: remove says so, exits non-zero,
+/// and the next remove (once it is gone) finishes.
+#[test]
+fn remove_keeps_the_table_while_an_agent_process_survives() {
+    passes(
+        "remove_keeps_the_table_while_an_agent_process_survives",
+        "survivor",
+        r#"
+pipelock-containment apply >/dev/null || fail "apply"
+PIPELOCK_CONTAINMENT_FAIL_AT=processes:cc-agent pipelock-containment remove > /tmp/out 2>&1; rc=$?
+cat /tmp/out
+[ $rc != 0 ] || fail "remove succeeded although the agent's processes were not ended"
+grep -q "KEPT nft:delete" /tmp/out || fail "no word that the table is kept"
+nft list table inet pipelock_containment >/dev/null 2>&1 || fail "the table went"
+pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "second remove"; }
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after the second remove"
+echo OK
+"#,
+    );
 }

@@ -22,6 +22,7 @@ fn facts() -> Facts {
         proxy: account("pipelock-proxy", 988),
         login_range: LoginUidRange::default(),
         distro: DistroPaths::detect("ID=debian\n", |_| true),
+        sshd_dropin_dir: true,
     }
 }
 

@@ -207,6 +207,12 @@ pub fn observe_user_units() -> Vec<UserUnitLink> {
     links
 }
 
+fn deny_list_paths() -> impl Iterator<Item = Utf8PathBuf> {
+    crate::account::DENY_LISTS
+        .iter()
+        .map(|(path, _)| Utf8PathBuf::from(*path))
+}
+
 /// The host snapshot for `paths` plus what the previous manifest managed.
 pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let manifest = read_manifest()?;
@@ -232,7 +238,13 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let running = systemd_running();
     let units = plan::UNITS
         .iter()
+        .chain(crate::account::SSHD_UNITS)
         .map(|unit| (unit.to_string(), observe_unit(unit, running)))
+        .collect();
+    let schedulers = crate::account::DENY_LISTS
+        .iter()
+        .filter(|(_, programs)| programs.iter().any(|p| Utf8Path::new(p).exists()))
+        .map(|(path, _)| Utf8PathBuf::from(*path))
         .collect();
     Ok(Observed {
         files,
@@ -243,6 +255,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         units,
         user_unit_links: observe_user_units(),
         ca: None,
+        schedulers,
     })
 }
 
@@ -357,6 +370,8 @@ pub struct Executor<'a> {
     errors: Vec<String>,
     /// What the CA step refreshes for (apply only).
     ca: Option<(&'a Config, &'a crate::facts::Facts)>,
+    /// Remove: an agent process survived, so the table must stay.
+    agent_survived: bool,
 }
 
 impl<'a> Executor<'a> {
@@ -375,6 +390,7 @@ impl<'a> Executor<'a> {
             best_effort: false,
             errors: Vec::new(),
             ca: None,
+            agent_survived: false,
         }
     }
 
@@ -388,6 +404,18 @@ impl<'a> Executor<'a> {
     pub fn run_all(&mut self, plan: &Plan) -> Result<()> {
         for step in &plan.steps {
             let id = step.id();
+            let removes_table = matches!(step, Step::DeleteNftTable)
+                || matches!(step, Step::StopUnit { unit } if unit == plan::CONTAINMENT_UNIT);
+            if self.agent_survived && removes_table {
+                (self.log)(&format!(
+                    "  KEPT {id}: a process of the agent is still running, so the table stays"
+                ));
+                self.errors.push(format!(
+                    "{id}: skipped; the table stays because a process of the agent could not be \
+                     ended: end it, then run `pipelock-containment remove` again"
+                ));
+                continue;
+            }
             (self.log)(&format!("  {step}"));
             let result = self.run_step(step).and_then(|()| match &self.fail_at {
                 Some(fail) if *fail == id => bail!("injected failure ({FAIL_AT_ENV}={id})"),
@@ -395,6 +423,9 @@ impl<'a> Executor<'a> {
             });
             if let Err(err) = result {
                 if self.best_effort {
+                    if matches!(step, Step::EndProcesses { .. }) {
+                        self.agent_survived = true;
+                    }
                     (self.log)(&format!("  FAILED {id}: {err:#}"));
                     self.errors.push(format!("{id}: {err:#}"));
                     continue;
@@ -445,13 +476,7 @@ impl<'a> Executor<'a> {
     fn undo_one(&mut self, undo: &Undo) -> Result<()> {
         match undo {
             Undo::RestoreFile { path, previous } => match previous {
-                FileState::Absent if std::fs::symlink_metadata(path).is_err() => Ok(()),
-                FileState::Absent => match std::fs::remove_file(path) {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                        Err(err).with_context(|| format!("removing {path}"))
-                    }
-                    _ => Ok(()),
-                },
+                FileState::Absent => remove_if_present(path),
                 FileState::Present {
                     contents,
                     mode,
@@ -547,12 +572,7 @@ impl<'a> Executor<'a> {
                         previous: previous.clone(),
                     },
                 );
-                match std::fs::remove_file(path) {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                        Err(err).with_context(|| format!("removing {path}"))
-                    }
-                    _ => Ok(()),
-                }
+                remove_if_present(path)
             }
             Step::LoadNftTable { rule_file } => {
                 let previous = match &self.nft_before {
@@ -692,6 +712,41 @@ impl<'a> Executor<'a> {
                         problems.len(),
                         problems.join("; ")
                     );
+                }
+                Ok(())
+            }
+            Step::EditDenyList {
+                path,
+                contents,
+                previous,
+                ..
+            } => {
+                self.record(
+                    id,
+                    Undo::RestoreFile {
+                        path: path.clone(),
+                        previous: previous.clone(),
+                    },
+                );
+                match (contents, previous) {
+                    (None, _) => remove_if_present(path),
+                    (Some(text), FileState::Present { mode, uid, gid, .. }) => {
+                        write_atomic(path, text.as_bytes(), *mode & 0o7777, *uid, *gid)
+                    }
+                    (Some(text), FileState::Absent) => {
+                        write_atomic(path, text.as_bytes(), 0o644, 0, 0)
+                    }
+                }
+            }
+            Step::ReloadUnit { unit } => {
+                if let Err(err) = run_ok("systemctl", &["try-reload-or-restart", unit]) {
+                    (self.log)(&format!("  warning: {err:#}; reload {unit} by hand"));
+                }
+                Ok(())
+            }
+            Step::RemoveAgentJobs { user } => {
+                for line in remove_agent_jobs(user, self.systemd_running)? {
+                    (self.log)(&format!("  {line}"));
                 }
                 Ok(())
             }
@@ -962,6 +1017,93 @@ fn run_account_step(step: &Step) -> Result<()> {
     }
 }
 
+/// Unlink `path` (never what a symlink there points to); already gone is fine.
+fn remove_if_present(path: &Utf8Path) -> Result<()> {
+    // Checked first: on a read-only file system unlink fails with EROFS even for no file.
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {path}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The agent's crontab, at jobs, linger flag and systemd user units go, so nothing starts it
+/// after the table is gone. The spools are root's; the home is the agent's, so its user units
+/// are deleted by a process running as the agent (no symlink there reaches anything else).
+fn remove_agent_jobs(user: &str, systemd_running: bool) -> Result<Vec<String>> {
+    use crate::account::{AT_SPOOLS, CRONTAB_SPOOLS, LINGER_DIR, USER_UNIT_DIR};
+    let mut done = Vec::new();
+    let Some(account) = User::from_name(user)? else {
+        return Ok(vec![format!("no user {user}: no job to delete")]);
+    };
+    let uid = account.uid.as_raw();
+    let regular_of_uid = |path: &Utf8Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file() && m.uid() == uid)
+    };
+    for spool in CRONTAB_SPOOLS {
+        let crontab = Utf8Path::new(spool).join(user);
+        if regular_of_uid(&crontab) {
+            remove_if_present(&crontab)?;
+            done.push(format!("deleted the crontab {crontab}"));
+        }
+    }
+    for spool in AT_SPOOLS {
+        let Ok(entries) = std::fs::read_dir(spool) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(job) = Utf8PathBuf::from_path_buf(entry.path()) else {
+                continue;
+            };
+            if regular_of_uid(&job) {
+                remove_if_present(&job)?;
+                done.push(format!("deleted the at job {job}"));
+            }
+        }
+    }
+    let linger = Utf8Path::new(LINGER_DIR).join(user);
+    if std::fs::symlink_metadata(&linger).is_ok() {
+        if systemd_running {
+            run_ok("loginctl", &["disable-linger", user])?;
+        }
+        remove_if_present(&linger)?;
+        done.push(format!("disabled lingering ({linger})"));
+    }
+    let units = Utf8PathBuf::from_path_buf(account.dir)
+        .map_err(|_| anyhow!("the home of {user} is not UTF-8"))?
+        .join(USER_UNIT_DIR);
+    if std::fs::symlink_metadata(&units).is_ok() {
+        let uid = uid.to_string();
+        let gid = account.gid.as_raw().to_string();
+        run_ok(
+            "setpriv",
+            &[
+                "--reuid",
+                &uid,
+                "--regid",
+                &gid,
+                "--clear-groups",
+                "--",
+                "rm",
+                "-rf",
+                "--",
+                units.as_str(),
+            ],
+        )?;
+        done.push(format!("deleted the systemd user units in {units}"));
+    }
+    if done.is_empty() {
+        done.push(format!(
+            "{user} had no crontab, at job, linger or user unit"
+        ));
+    }
+    Ok(done)
+}
+
 /// SIGTERM every process of `user`, wait up to `grace`, SIGKILL what is left.
 pub fn end_processes(user: &str, uid: Option<u32>, grace: Duration) -> Result<String> {
     let uid = match (uid, User::from_name(user)?) {
@@ -1124,6 +1266,7 @@ pub fn plan_for_host(
     let wanted: Vec<Utf8PathBuf> = plan::desired_files(config, &rendered)
         .into_iter()
         .map(|f| f.0)
+        .chain(deny_list_paths())
         .collect();
     let mut observed = observe(&wanted)?;
     observed.table_drift = loaded_table_drifted(&observed.nft);
@@ -1221,12 +1364,15 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
 /// the config as it is now, or the defaults when it is gone.
 pub fn remove_host(config: &Config, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
     let _lock = lock(log)?;
-    let observed = observe(&[
+    let mut wanted = vec![
         config.ca.combined_bundle.clone(),
         config.grants.records.clone(),
         paths::SUDOERS_GRANTS_DROPIN.into(),
         crate::ca::PATH_UNIT_DROPIN.into(),
-    ])?;
+        crate::account::SSHD_DROPIN.into(),
+    ];
+    wanted.extend(deny_list_paths());
+    let observed = observe(&wanted)?;
     let plan = plan::plan_remove(config, &observed);
     let mut executor = Executor::new(log, &observed);
     executor.best_effort = true;

@@ -69,6 +69,7 @@ pub fn gather(config: &Config, assumed: AssumedUids) -> Result<Facts> {
         proxy,
         login_range,
         distro,
+        sshd_dropin_dir: Utf8Path::new(crate::account::SSHD_DROPIN_DIR).is_dir(),
     };
     if let Err(problem) = facts.check_accounts() {
         bail!(problem);

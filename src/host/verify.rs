@@ -21,6 +21,7 @@ use crate::verify::{
     GeneratedFileObs, NetOutcome, Observations, ProxyObs, SessionView, SessionsObs, SudoersObs,
     TableObs, UnitObs, UsersObs, WatcherObs, WrappersObs,
 };
+use crate::verify::{DbusObs, SchedulerObs, SshdObs, WaysInObs};
 
 /// The boot unit that loads the table.
 pub const BOOT_UNIT: &str = "pipelock-containment.service";
@@ -205,6 +206,61 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
             systemd_running: systemd,
             active: systemctl(&["is-active", crate::watch::UNIT]),
             state: crate::host::watch::read_state(),
+        },
+        ways_in: observe_ways_in(config),
+    }
+}
+
+/// sshd's effective config for the agent, the schedulers' lists, the packaged D-Bus policy.
+fn observe_ways_in(config: &Config) -> WaysInObs {
+    let agent = &config.users.agent;
+    let sshd = if !Path::new("/usr/sbin/sshd").exists() {
+        SshdObs::NotInstalled
+    } else {
+        let spec = format!("user={agent},host=verify.invalid,addr={TEST_NET_V4}");
+        match run("/usr/sbin/sshd", &["-T", "-C", &spec]) {
+            Ok(out) if out.status.success() => {
+                SshdObs::Effective(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+            Ok(out) => SshdObs::Unreadable(
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("no message")
+                    .to_string(),
+            ),
+            Err(err) => SshdObs::Unreadable(format!("{err:#}")),
+        }
+    };
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let schedulers = [
+        ("cron", crate::account::CRON_DENY),
+        ("at", crate::account::AT_DENY),
+    ]
+    .into_iter()
+    .map(|(name, deny_path)| {
+        let programs = crate::account::DENY_LISTS
+            .iter()
+            .find(|(path, _)| *path == deny_path)
+            .map_or(&[][..], |(_, programs)| programs);
+        let allow_path = deny_path.replace(".deny", ".allow");
+        SchedulerObs {
+            name,
+            installed: programs.iter().any(|p| Path::new(p).exists()),
+            allow: read(&allow_path),
+            allow_path,
+            deny_path: deny_path.into(),
+            deny: read(deny_path),
+        }
+    })
+    .collect();
+    WaysInObs {
+        sshd,
+        schedulers,
+        dbus: DbusObs {
+            path: crate::account::DBUS_POLICY.into(),
+            found: read(crate::account::DBUS_POLICY),
+            expected: crate::render::render_dbus_policy(config).map_err(|e| format!("{e:#}")),
         },
     }
 }

@@ -151,6 +151,32 @@ fn healthy() -> Observations {
             active: "active".into(),
             state: Some(crate::watch::WatchState::default()),
         },
+        ways_in: WaysInObs {
+            sshd: SshdObs::Effective("port 22\ndenyusers cc-agent\n".into()),
+            schedulers: vec![
+                SchedulerObs {
+                    name: "cron",
+                    installed: true,
+                    allow_path: "/etc/cron.allow".into(),
+                    allow: None,
+                    deny_path: "/etc/cron.deny".into(),
+                    deny: Some("cc-agent\n".into()),
+                },
+                SchedulerObs {
+                    name: "at",
+                    installed: false,
+                    allow_path: "/etc/at.allow".into(),
+                    allow: None,
+                    deny_path: "/etc/at.deny".into(),
+                    deny: None,
+                },
+            ],
+            dbus: DbusObs {
+                path: crate::account::DBUS_POLICY.into(),
+                found: Some("policy".into()),
+                expected: Ok("policy".into()),
+            },
+        },
     }
 }
 
@@ -703,4 +729,47 @@ fn an_agent_account_that_can_log_in_fails() {
     let mut obs = healthy();
     obs.users.agent_shadow = None;
     only(&obs, "account-locked", Status::Skip);
+}
+
+#[test]
+fn ways_into_the_agent_account_fail_their_probes() {
+    let mut obs = healthy();
+    obs.ways_in.sshd = SshdObs::Effective("port 22\ndenyusers other\n".into());
+    let probe = only(&obs, "ssh-denied", Status::Fail);
+    assert!(
+        probe.remediation.contains("DenyUsers cc-agent"),
+        "{}",
+        probe.remediation
+    );
+    obs.ways_in.sshd = SshdObs::NotInstalled;
+    assert_eq!(
+        ssh_denied("cc-agent", &obs.ways_in.sshd).status,
+        Status::Pass
+    );
+
+    let mut obs = healthy();
+    obs.ways_in.schedulers[0].deny = Some("bob\n".into());
+    let probe = only(&obs, "cron-denied", Status::Fail);
+    assert!(
+        probe.detail.contains("cron (/etc/cron.deny"),
+        "{}",
+        probe.detail
+    );
+    // An allow list that leaves the agent out denies it whatever the deny list says.
+    obs.ways_in.schedulers[0].allow = Some("root\n".into());
+    let schedulers = &obs.ways_in.schedulers;
+    assert_eq!(cron_denied("cc-agent", schedulers).status, Status::Pass);
+    obs.ways_in.schedulers[1].installed = true;
+    only(&obs, "cron-denied", Status::Fail);
+
+    let mut obs = healthy();
+    obs.ways_in.dbus.found = None;
+    only(&obs, "dbus-policy", Status::Fail);
+    obs.ways_in.dbus.found = Some("<policy user=\"ai-agent\">".into());
+    let probe = only(&obs, "dbus-policy", Status::Fail);
+    assert!(
+        probe.detail.contains("configured agent"),
+        "{}",
+        probe.detail
+    );
 }

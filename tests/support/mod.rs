@@ -70,3 +70,13 @@ impl Drop for Sandbox {
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
+
+/// Whether `tool` is on PATH or in an sbin directory.
+pub fn have(tool: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .any(|dir| PathBuf::from(dir).join(tool).is_file());
+    found
+}

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap_complete::Shell;
 use flate2::{write::GzEncoder, Compression};
-use pipelock_containment::{cli, config::Config, sysusers};
+use pipelock_containment::{cli, config::Config, render, sysusers};
 
 /// The binary (and package) name.
 pub const BIN: &str = "pipelock-containment";
@@ -67,7 +67,8 @@ pub fn write_all(dir: &Utf8Path, version: &str, config_text: &str, config: &Conf
     let man_dir = dir.join("man");
     let completions_dir = dir.join("completions");
     let sysusers_dir = dir.join("sysusers.d");
-    for d in [&man_dir, &completions_dir, &sysusers_dir] {
+    let dbus_dir = dir.join("dbus-1");
+    for d in [&man_dir, &completions_dir, &sysusers_dir, &dbus_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {d}"))?;
     }
 
@@ -85,6 +86,10 @@ pub fn write_all(dir: &Utf8Path, version: &str, config_text: &str, config: &Conf
     write(
         &sysusers_dir.join(format!("{BIN}.conf")),
         sysusers::render(config).as_bytes(),
+    )?;
+    write(
+        &dbus_dir.join(format!("{BIN}.conf")),
+        render::render_dbus_policy(config)?.as_bytes(),
     )?;
     Ok(())
 }

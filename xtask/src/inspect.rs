@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use pipelock_containment::sysusers;
+use pipelock_containment::{account, render, sysusers};
 
 use crate::cmd;
 use crate::dist::{Packages, RELEASE};
@@ -118,6 +118,7 @@ fn expected_files(format: Format) -> BTreeMap<String, u32> {
     files.insert(CONFIG_FILE.into(), 0o644);
     files.insert(PROFILE_FILE.into(), 0o644);
     files.insert(sysusers::SYSUSERS_FILE.into(), 0o644);
+    files.insert(account::DBUS_POLICY.into(), 0o644);
     for unit in UNITS.iter().chain(&HELPER_UNITS) {
         files.insert(format!("/usr/lib/systemd/system/{unit}"), 0o644);
     }
@@ -283,6 +284,16 @@ fn check_contents(label: &str, packages: &Packages, tree: &Utf8Path, problems: &
             sysusers::SYSUSERS_FILE
         )),
     }
+    let policy = render::render_dbus_policy(&packages.config).ok();
+    problems.check(
+        policy.is_some() && read(account::DBUS_POLICY).ok() == policy,
+        || {
+            format!(
+                "{label}: {} is missing or does not name the packaged agent",
+                account::DBUS_POLICY
+            )
+        },
+    );
     for unit in UNITS.iter().chain(&HELPER_UNITS) {
         let shipped = read(&format!("/usr/lib/systemd/system/{unit}")).unwrap_or_default();
         let source = std::fs::read_to_string(root.join("systemd").join(unit)).unwrap_or_default();
