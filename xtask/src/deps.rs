@@ -36,6 +36,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("systemd-analyze", "systemd", Need::Test),
     ("systemd-sysusers", "systemd", Need::Test),
     ("journalctl", "systemd", Need::Test),
+    ("loginctl", "systemd", Need::Test),
     ("ip", "iproute2", Need::Test),
     ("getfacl", "acl", Need::Test),
     ("setfacl", "acl", Need::Test),
@@ -50,6 +51,12 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("unshare", "util-linux", Need::Test),
     ("nsenter", "util-linux", Need::Test),
     ("setpriv", "util-linux", Need::Test),
+    ("sshd", "openssh-server", Need::Test),
+    ("ssh-keygen", "openssh-client", Need::Test),
+    ("ssh", "openssh-client", Need::Test),
+    ("dbus-daemon", "dbus-daemon", Need::Test),
+    ("dbus-send", "dbus-bin", Need::Test),
+    ("dbus-test-tool", "dbus-tests", Need::Test),
     ("runuser", "util-linux", Need::Test),
     ("dmesg", "util-linux", Need::Test),
     ("timeout", "coreutils", Need::Test),
@@ -159,9 +166,40 @@ pub fn ensure(need: Need) -> Result<()> {
         "--no-upgrade",
     ];
     install.extend(&missing);
+    let _no_daemons = NoDaemonStarts::new()?;
     apt(&install)?;
     eprintln!("deps: installed now: {}", missing.join(" "));
     check(need)
+}
+
+/// While it lives, `/usr/sbin/policy-rc.d` exits 101: the packages install without starting
+/// their daemons (sshd, dbus, tinyproxy) on the machine running the tests. An admin's own
+/// policy-rc.d is left alone.
+struct NoDaemonStarts(bool);
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoDaemonStarts {
+    fn new() -> Result<NoDaemonStarts> {
+        use std::os::unix::fs::PermissionsExt;
+        if std::path::Path::new(POLICY_RC_D).exists() {
+            return Ok(NoDaemonStarts(false));
+        }
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# cargo xtask deps: start no daemon\nexit 101\n",
+        )?;
+        std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))?;
+        Ok(NoDaemonStarts(true))
+    }
+}
+
+impl Drop for NoDaemonStarts {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 /// The directories a program is looked up in: PATH plus the sbin directories (root's PATH).

@@ -4,6 +4,7 @@
 //! scenario (`scenario.rs`). Everything it starts is ended by Drop guards or, on a signal, by
 //! the handler (`proc.rs`); logs stay in `target/e2e-logs/`.
 
+pub mod account;
 pub mod bench;
 pub mod checks;
 pub mod container;
@@ -150,6 +151,8 @@ pub struct Opts {
 
 /// The version suffix of the rebuilt package the upgrade step installs.
 pub const UPGRADE_SUFFIX: &str = "+e2e1";
+/// The internet host's request log, in the logs directory.
+const INTERNET_LOG: &str = "internet-host.log";
 
 /// Step timings, printed as they happen and summed up at the end.
 #[derive(Default)]
@@ -210,6 +213,16 @@ impl Lab {
     /// The booted test host.
     pub fn c(&self) -> &Container {
         self.container.as_ref().expect("the test host is booted")
+    }
+
+    /// The internet host's namespace, for clients that come from the test internet.
+    pub fn inet_ns(&self) -> &str {
+        &self.net.inet_ns
+    }
+
+    /// The internet host's request log (one line per request, with its path).
+    pub fn internet_log(&self) -> Utf8PathBuf {
+        self.logs.join(INTERNET_LOG)
     }
 
     /// A timed scenario step.
@@ -405,13 +418,8 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
         steps.run("network: namespaces, veth, test internet host", || {
             let testnet = net::create()?;
             let certs = net::make_certs(&work.join("certs"))?;
-            let inet = net::start_internet(
-                &testnet,
-                &repo_dir,
-                &certs,
-                &work,
-                &logs.join("internet-host.log"),
-            )?;
+            let inet =
+                net::start_internet(&testnet, &repo_dir, &certs, &work, &logs.join(INTERNET_LOG))?;
             Ok((testnet, certs, inet))
         })?;
     let mut lab = Lab {

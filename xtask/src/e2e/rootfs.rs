@@ -31,6 +31,10 @@ pub const PACKAGES: &[&str] = &[
     "rpm",
     // the contained-session attacks and the bridge benchmark
     "python3",
+    // ways into the agent account besides the launcher: ssh, cron, name resolution over D-Bus
+    "openssh-server",
+    "cron",
+    "systemd-resolved",
 ];
 
 /// Bumped when the post-debootstrap setup below changes, so caches are rebuilt.

@@ -618,6 +618,10 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         super::sessions::phase,
     )?;
     lab.step(
+        "scenario: the agent account outside the launcher (ssh, cron, D-Bus)",
+        super::account::phase,
+    )?;
+    lab.step(
         "scenario: verify catches each break, apply repairs it",
         |lab| {
             verify_breaks(lab);
@@ -780,10 +784,16 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             "sh -c \"while :; do sh -c \\\"sleep 300 &\\\"; done\"",
             "/home/alice/remove-loop.log",
         )?;
+        // A job the agent left with cron must not run once the table is gone.
+        super::account::plant_agent_job(lab.c(), "after-remove")?;
         let conffiles = conffiles(lab.c())?;
         require(lab, "remove/apt-get-remove", |c| {
             c.must("apt-get remove -y pipelock-containment").map(|_| ())
         })?;
+        let internet_log = lab.internet_log();
+        check(lab, "remove/agent-cron-job-gone-and-not-run", |c| {
+            super::account::cron_jobs_run(c, &internet_log, "after-remove", false)
+        });
         check(lab, "remove/table-gone", table_absent);
         check(lab, "remove/generated-files-gone", generated_files_gone);
         check(lab, "remove/no-agent-or-proxy-process", no_contained_processes);
