@@ -62,6 +62,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("timeout", "coreutils", Need::Test),
     ("cat", "coreutils", Need::Test),
     ("rm", "coreutils", Need::Test),
+    ("md5sum", "coreutils", Need::Build),
     ("chroot", "coreutils", Need::Test),
     ("sh", "dash", Need::Test),
     ("jq", "jq", Need::Test),

@@ -199,6 +199,7 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
         "--output",
         packages.deb.as_str(),
     ]))?;
+    add_md5sums(&packages.deb, &root.join("target/dist-md5sums"), &with_date)?;
     cmd::run(with_date(cmd::cargo()).current_dir(&root).args([
         "generate-rpm",
         "--package",
@@ -216,6 +217,60 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
         }
     }
     Ok(packages)
+}
+
+/// cargo-deb writes no md5sums: add them as dh_md5sums does (every regular file but the
+/// conffiles), so `dpkg --verify` and debsums can check this security package. The .deb is
+/// unpacked and built again by dpkg-deb itself, files owned by root.
+fn add_md5sums(
+    deb: &Utf8Path,
+    work: &Utf8Path,
+    with_date: &dyn Fn(std::process::Command) -> std::process::Command,
+) -> Result<()> {
+    use std::process::Command;
+    if work.exists() {
+        std::fs::remove_dir_all(work).with_context(|| format!("cannot empty {work}"))?;
+    }
+    cmd::run(Command::new("dpkg-deb").args(["-R", deb.as_str(), work.as_str()]))?;
+    let control = work.join("DEBIAN");
+    let conffiles: Vec<String> = std::fs::read_to_string(control.join("conffiles"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim_start_matches('/').to_owned())
+        .collect();
+    let mut files = Vec::new();
+    let mut dirs = vec![work.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in dir.read_dir_utf8()? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() && entry.path() != control {
+                dirs.push(entry.into_path());
+            } else if kind.is_file() {
+                let relative = entry.path().strip_prefix(work)?.to_string();
+                if !conffiles.contains(&relative) {
+                    files.push(relative);
+                }
+            }
+        }
+    }
+    files.sort();
+    let sums = cmd::output(
+        Command::new("md5sum")
+            .arg("--")
+            .args(&files)
+            .current_dir(work),
+    )?;
+    std::fs::write(control.join("md5sums"), sums)?;
+    cmd::run(with_date(Command::new("dpkg-deb")).args([
+        "--root-owner-group",
+        "-Zxz",
+        "--build",
+        work.as_str(),
+        deb.as_str(),
+    ]))?;
+    std::fs::remove_dir_all(work).with_context(|| format!("cannot remove {work}"))?;
+    Ok(())
 }
 
 /// The committer time of HEAD, in seconds since the epoch (None outside a git checkout).

@@ -418,6 +418,21 @@ fn check_deb(packages: &Packages, problems: &mut Problems) -> Result<()> {
     eprintln!("$ dpkg-deb -I {deb}\n{info}");
     let fields = control_fields(&info);
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    // md5sums: every shipped regular file but the conffiles, so dpkg --verify can check them.
+    let sums =
+        cmd::output(Command::new("dpkg-deb").args(["--info", deb, "md5sums"])).unwrap_or_default();
+    let regular = entries.iter().filter(|(_, e)| e.kind == '-').count();
+    let conffiles = cmd::output(Command::new("dpkg-deb").args(["--info", deb, "conffiles"]))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    problems.check(sums.lines().count() == regular - conffiles, || {
+        format!(
+            "{label}: md5sums lists {} files; the package has {regular} regular files, {conffiles} \
+             of them conffiles",
+            sums.lines().count()
+        )
+    });
     problems.check(field("Package") == BIN, || {
         format!("{label}: Package is {:?}", field("Package"))
     });

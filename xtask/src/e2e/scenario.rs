@@ -600,6 +600,18 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             apt_install(c, "pipelock-containment")
         })?;
         check(lab, "install/table-present", table_present);
+        check(lab, "install/dpkg-verify-clean", |c| {
+            let o = c.sh("dpkg --verify pipelock-containment")?;
+            let md5 = c.sh("test -s /var/lib/dpkg/info/pipelock-containment.md5sums")?;
+            if !o.ok() || !o.stdout.trim().is_empty() || !md5.ok() {
+                bail!(
+                    "dpkg --verify: {:?} (md5sums recorded: {})",
+                    o.both(),
+                    md5.ok()
+                );
+            }
+            Ok(())
+        });
         check(lab, "install/users-exist", |c| {
             c.must(&format!(
                 "getent passwd {AGENT} {PROXY} && getent group {OPERATORS}"
