@@ -35,6 +35,10 @@ pub const PACKAGES: &[&str] = &[
     "openssh-server",
     "cron",
     "systemd-resolved",
+    // other users of the kernel's firewall, which must leave the table alone
+    "libpam-systemd", // polkitd (for firewalld) needs default-logind, which debootstrap cannot pick
+    "firewalld",
+    "ufw",
 ];
 
 /// Bumped when the post-debootstrap setup below changes, so caches are rebuilt.
@@ -157,6 +161,8 @@ fn setup(dir: &Utf8Path) -> Result<()> {
     let _ = fs::remove_file(dir.join("etc/apt/sources.list"));
     // Debian's own tinyproxy service would take the proxy port; the package's proxy unit runs it.
     run(Command::new("systemctl").args(["--root", dir.as_str(), "mask", "tinyproxy.service"]))?;
+    // firewalld runs only during its own check (it would filter the test host's inbound ports).
+    run(Command::new("systemctl").args(["--root", dir.as_str(), "mask", "firewalld.service"]))?;
     // Quieter boots: nothing in the test host needs these.
     for unit in [
         "apt-daily.timer",

@@ -743,6 +743,38 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         });
         Ok(())
     })?;
+    lab.step("scenario: firewalld and ufw leave the table alone", |lab| {
+        for (name, script) in [
+            (
+                "firewall/firewalld-start-reload-restart",
+                "set -e; systemctl unmask firewalld.service; systemctl start firewalld.service; \
+                 firewall-cmd --reload; firewall-cmd --complete-reload; systemctl restart firewalld.service; \
+                 firewall-cmd --state; systemctl stop firewalld.service; systemctl mask firewalld.service; echo done=1",
+            ),
+            (
+                "firewall/ufw-enable-reload-disable",
+                "set -e; ufw --force enable; ufw reload; ufw disable; echo done=1",
+            ),
+        ] {
+            check(lab, name, |c| {
+                let out = datagrams_during(c, script)?;
+                let (sent, through) = parse_datagrams(&out)?;
+                if !out.contains("done=1") {
+                    bail!("the firewall commands failed: {out:?}");
+                }
+                table_present(c)?;
+                if through > 0 {
+                    bail!("CONTAINMENT BROKEN: {through} of {sent} datagrams of the agent got out");
+                }
+                if sent < 1000 {
+                    bail!("only {sent} datagrams were sent: the probe loop did not run");
+                }
+                println!("          {sent} datagrams of the agent meanwhile, 0 through");
+                Ok(())
+            });
+        }
+        Ok(())
+    })?;
     lab.step("scenario: upgrade to a higher version under egress attempts", |lab| {
         let v2 = lab.publish_upgrade()?;
         lab.c().must(
