@@ -221,11 +221,17 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     let current = config.clone().unwrap_or_else(Config::defaults);
     print_line(&format!("pipelock-containment {what}:"));
     let mut log = print_line;
-    let (plan, mut errors) = host::apply::remove_host(&current, &mut log)?;
+    let host::apply::Removed {
+        plan,
+        mut errors,
+        table_kept,
+    } = host::apply::remove_host(&current, &mut log)?;
     for note in &plan.notes {
         outln!("note: {note}");
     }
-    if purge {
+    if purge && table_kept {
+        outln!("kept: the accounts and the state (the table stays in force)");
+    } else if purge {
         errors.extend(host::apply::purge_host(config.as_ref(), &mut log)?);
     } else {
         outln!("kept: the users and {}", args.config.config);
@@ -241,9 +247,15 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     for err in &errors {
         eprintln!("  {err}");
     }
-    if args.from_maintainer_script {
+    if args.from_maintainer_script && !table_kept {
         eprintln!("(not failing the package operation; fix the above and run `pipelock-containment {what}` again)");
         return Ok(exit::OK);
+    }
+    if table_kept {
+        eprintln!(
+            "pipelock-containment: containment stays in force: a process of the agent could not be \
+             ended, so the package is not removed; end it, then remove again"
+        );
     }
     Ok(exit::FAILURE)
 }

@@ -175,6 +175,9 @@ pub struct Observed {
     pub ca: Option<CaState>,
     /// Deny lists (`account::DENY_LISTS`) whose scheduler is installed.
     pub schedulers: BTreeSet<Utf8PathBuf>,
+    /// A chroot or image build (or it cannot be told): no process is signalled, since the
+    /// processes here belong to the machine building the image.
+    pub chroot: bool,
 }
 
 /// The combined CA bundle as it is and as apply would make it. `host::apply` reads the inputs
@@ -849,7 +852,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     // The agent changed (renamed, or recreated with another UID): the new table no longer
     // matches the old UID, so its processes would run uncontained. End them first.
     if let Some(old) = observed.manifest.as_ref().and_then(|m| m.agent_uid) {
-        if old != input.agent_uid {
+        if old != input.agent_uid && !observed.chroot {
             let name = observed
                 .manifest
                 .as_ref()
@@ -1299,11 +1302,19 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
             unit: crate::session::AGENTS_SLICE.into(),
         });
     }
-    plan.steps.push(Step::EndProcesses {
-        user: agent.clone(),
-        uid: None,
-        grace_seconds: 5,
-    });
+    if observed.chroot {
+        plan.notes.push(
+            "in a chroot or image build: no process is signalled (they are the building \
+             machine's)"
+                .into(),
+        );
+    } else {
+        plan.steps.push(Step::EndProcesses {
+            user: agent.clone(),
+            uid: None,
+            grace_seconds: 5,
+        });
+    }
     if observed.systemd_running && observed.unit(CONTAINMENT_UNIT).active {
         // Its ExecStop deletes the table; the explicit delete below catches the rest.
         plan.steps.push(Step::StopUnit {
@@ -1442,6 +1453,7 @@ mod tests {
                 .iter()
                 .map(|(path, _)| Utf8PathBuf::from(*path))
                 .collect(),
+            chroot: false,
         }
     }
 
@@ -1996,6 +2008,36 @@ mod tests {
         let jobs = position(&remove, "jobs:cc-agent");
         assert!(jobs < position(&remove, "processes:cc-agent"));
         assert!(position(&remove, &format!("remove:{}", paths::SUDOERS_DROPIN)) < jobs);
+    }
+
+    #[test]
+    fn a_chroot_signals_no_process() {
+        let config = Config::defaults();
+        let mut host = simulate(&empty_host(), &apply(&config, &empty_host()));
+        host.chroot = true;
+        host.nft = NftState::Unreachable("running in a chroot".into());
+        let remove = plan_remove(&config, &host);
+        assert!(!ids(&remove).iter().any(|id| id.starts_with("processes:")));
+        assert!(!ids(&remove).contains(&"nft:delete".to_string()));
+        assert!(remove
+            .notes
+            .iter()
+            .any(|n| n.contains("no process is signalled")));
+        // A renamed agent in an image: the former agent's processes are not ours to end either.
+        let mut facts = facts();
+        facts.agent.uid = 990;
+        let files = crate::render::render_all(&config, &facts).unwrap();
+        let plan = plan_apply(&ApplyInput {
+            config: &config,
+            rendered: &files,
+            observed: &host,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            agent_uid: 990,
+            now: 1000,
+        });
+        assert!(!ids(&plan).iter().any(|id| id.starts_with("processes:")));
     }
 
     #[test]

@@ -506,9 +506,11 @@ fn rpm_scriptlets_follow_dollar_one() {
         &format!(
             r#"
 R={root}/rpm
+# The accounts come from the block dist generates before rpm/pre.sh (xtask's rpm_scripts
+# tests); without it %post's apply creates them.
 sh $R/pre.sh 1 || fail "%pre 1"
-getent passwd cc-agent >/dev/null || fail "%pre created no agent"
 sh $R/post.sh 1 > /tmp/out 2>&1 || {{ cat /tmp/out; fail "%post 1"; }}
+getent passwd cc-agent >/dev/null || fail "%pre + %post created no agent"
 [ -d "$(getent passwd cc-agent | cut -d: -f6)" ] || fail "agent home missing after %pre + %post"
 nft list ruleset > /tmp/rules
 # rpm -U: new %pre 2, new %post 2, old %preun 1, old %postun 1.
@@ -785,6 +787,11 @@ cat /tmp/out
 [ $rc != 0 ] || fail "remove succeeded although the agent's processes were not ended"
 grep -q "KEPT nft:delete" /tmp/out || fail "no word that the table is kept"
 nft list table inet pipelock_containment >/dev/null 2>&1 || fail "the table went"
+# From prerm too: the package removal fails rather than leave the agent uncontained.
+PIPELOCK_CONTAINMENT_FAIL_AT=processes:cc-agent pipelock-containment remove --from-maintainer-script \
+    > /tmp/out 2>&1 && { cat /tmp/out; fail "prerm remove succeeded with a surviving agent"; }
+grep -q "the package is not removed" /tmp/out || { cat /tmp/out; fail "prerm did not say why"; }
+nft list table inet pipelock_containment >/dev/null 2>&1 || fail "the table went (prerm)"
 pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "second remove"; }
 nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after the second remove"
 echo OK

@@ -41,12 +41,13 @@ pub fn systemd_running() -> bool {
     Utf8Path::new("/run/systemd/system").is_dir()
 }
 
-/// We run inside a chroot: our `/` is not PID 1's. Loading the table here would change the
-/// build host's kernel, not the image's.
+/// We may run inside a chroot: our `/` is not PID 1's, or that cannot be told (no /proc, no
+/// access to PID 1's root, as in `dnf --installroot`). Loading the table or signalling processes
+/// here would change the machine building the image, not the image.
 pub fn in_chroot() -> bool {
     match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root")) {
         (Ok(ours), Ok(init)) => ours.dev() != init.dev() || ours.ino() != init.ino(),
-        _ => false,
+        _ => true,
     }
 }
 
@@ -57,7 +58,9 @@ fn nft_table_name() -> String {
 /// The live table, or why the kernel's nftables cannot be used from here.
 pub fn observe_nft() -> NftState {
     if in_chroot() {
-        return NftState::Unreachable("running in a chroot".into());
+        return NftState::Unreachable(
+            "running in a chroot (or / cannot be compared with PID 1's)".into(),
+        );
     }
     match run("nft", &["list", "tables"]) {
         Err(err) => NftState::Unreachable(err.to_string()),
@@ -256,6 +259,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         user_unit_links: observe_user_units(),
         ca: None,
         schedulers,
+        chroot: in_chroot(),
     })
 }
 
@@ -1362,7 +1366,15 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
 
 /// Remove (best effort: every step is tried; errors are collected and returned). `config` is
 /// the config as it is now, or the defaults when it is gone.
-pub fn remove_host(config: &Config, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+/// What remove did: its plan, the steps that failed, and whether the table stayed because a
+/// process of the agent survived (that alone fails a package removal).
+pub struct Removed {
+    pub plan: Plan,
+    pub errors: Vec<String>,
+    pub table_kept: bool,
+}
+
+pub fn remove_host(config: &Config, log: Log<'_>) -> Result<Removed> {
     let _lock = lock(log)?;
     let mut wanted = vec![
         config.ca.combined_bundle.clone(),
@@ -1378,7 +1390,12 @@ pub fn remove_host(config: &Config, log: Log<'_>) -> Result<(Plan, Vec<String>)>
     executor.best_effort = true;
     executor.run_all(&plan)?;
     let errors = std::mem::take(&mut executor.errors);
-    Ok((plan, errors))
+    let table_kept = executor.agent_survived;
+    Ok(Removed {
+        plan,
+        errors,
+        table_kept,
+    })
 }
 
 /// Purge after remove: delete the accounts when the config or the manifest opted in, then the state.
