@@ -134,7 +134,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     if args.dry_run {
         let host::apply::Planned {
             plan, mut warnings, ..
-        } = host::apply::plan_for_host(&config, &[], &[], 0)?;
+        } = host::apply::plan_for_host(&config, &[], &[], 0, !args.from_maintainer_script)?;
         if !host::is_root() {
             warnings.push(
                 "not root: files only root can read and the live nft table are not compared".into(),
@@ -171,7 +171,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     let mut log = print_line;
     let mut quiet = |_: &str| {};
     let logger: host::apply::Log<'_> = if args.json { &mut quiet } else { &mut log };
-    let applied = host::apply::apply_host(&config, logger)?;
+    let applied = host::apply::apply_host(&config, logger, !args.from_maintainer_script)?;
     let plan = &applied.plan;
     if args.json {
         let value = serde_json::json!({

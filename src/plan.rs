@@ -94,6 +94,8 @@ pub struct UnitState {
     pub installed: bool,
     pub enabled: bool,
     pub active: bool,
+    /// Masked (by the admin, or by deb-systemd-helper after a remove): never enabled or started.
+    pub masked: bool,
 }
 
 /// An enablement symlink of an operator's `pipelock.service` user unit.
@@ -790,6 +792,9 @@ pub struct ApplyInput<'a> {
     /// The agent UID the files were rendered for (facts).
     pub agent_uid: u32,
     pub now: u64,
+    /// Enable and start the units. False under a maintainer script: the package's systemd
+    /// snippets do that, honouring policy-rc.d, presets, masks and a disabled unit.
+    pub manage_units: bool,
 }
 
 fn file_matches(state: &FileState, contents: &str, mode: u32) -> bool {
@@ -949,14 +954,35 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         .as_ref()
         .map(|m| m.units_enabled.clone())
         .unwrap_or_default();
-    if observed.systemd_running && (dropin_changed || ca_dropin_changed) {
+    let manage = input.manage_units;
+    for unit in UNITS.iter().filter(|u| !manage && observed.unit(u).masked) {
+        plan.warnings.push(format!(
+            "{unit} is masked: it stays masked and is not started (`systemctl unmask {unit}` to \
+             use it)"
+        ));
+    }
+    if !manage {
+        plan.notes.push(
+            "called from a maintainer script: the package's systemd snippets enable and start \
+             the units (policy-rc.d, presets, masks and disabled units are honoured)"
+                .into(),
+        );
+    }
+    if manage && observed.systemd_running && (dropin_changed || ca_dropin_changed) {
         steps.push(Step::DaemonReload);
     }
-    for unit in UNITS {
+    for unit in UNITS.iter().filter(|_| manage) {
         let state = observed.unit(unit);
         if !state.installed {
             plan.notes.push(format!(
                 "{unit} is not installed (no unit file): not enabled or started"
+            ));
+            continue;
+        }
+        if state.masked {
+            plan.warnings.push(format!(
+                "{unit} is masked: left masked, not enabled or started (`systemctl unmask \
+                 {unit}`, then apply, to use it)"
             ));
             continue;
         }
@@ -969,11 +995,16 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
             }
         }
     }
-    if observed.systemd_running {
+    if !manage {
+    } else if observed.systemd_running {
+        let startable = |unit: &str| {
+            let state = observed.unit(unit);
+            state.installed && !state.masked
+        };
         let containment = observed.unit(CONTAINMENT_UNIT);
         // Never restart the containment unit: its stop deletes the table. The table is already
         // replaced above; start only marks the oneshot active.
-        if containment.installed && !containment.active {
+        if startable(CONTAINMENT_UNIT) && !containment.active {
             steps.push(Step::StartUnit {
                 unit: CONTAINMENT_UNIT.into(),
                 restart: false,
@@ -981,7 +1012,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
             });
         }
         let proxy = observed.unit(PROXY_UNIT);
-        if proxy.installed && (!proxy.active || dropin_changed) {
+        if startable(PROXY_UNIT) && (!proxy.active || dropin_changed) {
             steps.push(Step::StartUnit {
                 unit: PROXY_UNIT.into(),
                 restart: proxy.active,
@@ -992,7 +1023,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
             let state = observed.unit(unit);
             // A path unit reads its PathChanged= lines when it starts.
             let restart = state.active && *unit == CA_PATH_UNIT && ca_dropin_changed;
-            if state.installed && (!state.active || restart) {
+            if startable(unit) && (!state.active || restart) {
                 steps.push(Step::StartUnit {
                     unit: unit.to_string(),
                     restart,
@@ -1443,6 +1474,7 @@ mod tests {
                             installed: true,
                             enabled: false,
                             active: false,
+                            masked: false,
                         },
                     )
                 })
@@ -1468,6 +1500,7 @@ mod tests {
             version: "0.1.0",
             agent_uid: 987,
             now: 1000,
+            manage_units: true,
         })
     }
 
@@ -1604,6 +1637,7 @@ mod tests {
             version: "0.2.0",
             agent_uid: 987,
             now: 2000,
+            manage_units: true,
         });
         assert_eq!(ids(&plan), ["manifest"]);
     }
@@ -1994,6 +2028,7 @@ mod tests {
                 installed: true,
                 enabled: true,
                 active: true,
+                masked: false,
             },
         );
         let plan = apply(&config, &host);
@@ -2008,6 +2043,37 @@ mod tests {
         let jobs = position(&remove, "jobs:cc-agent");
         assert!(jobs < position(&remove, "processes:cc-agent"));
         assert!(position(&remove, &format!("remove:{}", paths::SUDOERS_DROPIN)) < jobs);
+    }
+
+    #[test]
+    fn maintainer_scripts_leave_units_to_the_package_and_masks_are_kept() {
+        let config = Config::defaults();
+        let files = rendered(&config);
+        let input = |observed| ApplyInput {
+            config: &config,
+            rendered: &files,
+            observed,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            agent_uid: 987,
+            now: 1000,
+            manage_units: false,
+        };
+        let plan = plan_apply(&input(&empty_host()));
+        assert!(!ids(&plan)
+            .iter()
+            .any(|id| id.starts_with("systemd:enable:") || id.starts_with("systemd:start:")));
+        position(&plan, "nft:load");
+        assert!(plan.notes.iter().any(|n| n.contains("maintainer script")));
+
+        let mut host = empty_host();
+        host.units.get_mut(PROXY_UNIT).unwrap().masked = true;
+        let plan = apply(&config, &host);
+        let ids = ids(&plan);
+        assert!(!ids.iter().any(|id| id.ends_with(PROXY_UNIT)), "{ids:?}");
+        position(&plan, &format!("systemd:enable:{CONTAINMENT_UNIT}"));
+        assert!(plan.warnings.iter().any(|w| w.contains("is masked")));
     }
 
     #[test]
@@ -2036,6 +2102,7 @@ mod tests {
             version: "0.1.0",
             agent_uid: 990,
             now: 1000,
+            manage_units: true,
         });
         assert!(!ids(&plan).iter().any(|id| id.starts_with("processes:")));
     }
@@ -2074,6 +2141,7 @@ mod tests {
             version: "0.1.0",
             agent_uid: 990,
             now: 3000,
+            manage_units: true,
         });
         let end = position(&plan, "processes:cc-agent");
         assert!(matches!(

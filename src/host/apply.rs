@@ -92,16 +92,17 @@ fn systemctl_args<'a>(running: bool, args: &[&'a str]) -> Vec<&'a str> {
 
 fn observe_unit(unit: &str, running: bool) -> UnitState {
     let enabled = run("systemctl", &systemctl_args(running, &["is-enabled", unit]));
-    let (installed, enabled) = match enabled {
+    let (installed, enabled, masked) = match enabled {
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
             let state = text.trim();
             (
                 !state.is_empty(),
                 out.status.success() && state.starts_with("enabled"),
+                state.starts_with("masked"),
             )
         }
-        Err(_) => (false, false),
+        Err(_) => (false, false, false),
     };
     let active = running
         && run("systemctl", &["is-active", "--quiet", unit])
@@ -111,6 +112,7 @@ fn observe_unit(unit: &str, running: bool) -> UnitState {
         installed,
         enabled,
         active,
+        masked,
     }
 }
 
@@ -1243,11 +1245,14 @@ pub struct Planned {
     pub facts: crate::facts::Facts,
 }
 
+/// `manage_units`: enable and start the units (false under a maintainer script, where the
+/// package's own systemd snippets do it and honour policy-rc.d, presets and masks).
 pub fn plan_for_host(
     config: &Config,
     users_created: &[String],
     groups_created: &[String],
     now: u64,
+    manage_units: bool,
 ) -> Result<Planned> {
     let mut warnings = Vec::new();
     let missing = User::from_name(&config.users.agent)?.is_none()
@@ -1284,6 +1289,7 @@ pub fn plan_for_host(
         version: env!("CARGO_PKG_VERSION"),
         agent_uid: facts.agent.uid,
         now,
+        manage_units,
     });
     Ok(Planned {
         plan,
@@ -1315,7 +1321,7 @@ fn loaded_table_drifted(nft: &NftState) -> bool {
 }
 
 /// Apply for real: accounts, then plan and execute with rollback.
-pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
+pub fn apply_host(config: &Config, log: Log<'_>, manage_units: bool) -> Result<Applied> {
     let _lock = lock(log)?;
     refuse_upstream()?;
     let accounts = observe_accounts(config)?;
@@ -1355,7 +1361,7 @@ pub fn apply_host(config: &Config, log: Log<'_>) -> Result<Applied> {
         observed,
         facts,
         ..
-    } = plan_for_host(config, &users_created, &groups_created, now)?;
+    } = plan_for_host(config, &users_created, &groups_created, now, manage_units)?;
     let mut executor = Executor::new(log, &observed).with_ca(config, &facts);
     executor.run_all(&plan)?;
     Ok(Applied {

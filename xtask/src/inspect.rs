@@ -127,6 +127,9 @@ fn expected_files(format: Format) -> BTreeMap<String, u32> {
         files.insert(format!("/usr/lib/{BIN}/nftables-{nft}.nft"), 0o644);
     }
     files.insert(VERIFY_SCHEMA.into(), 0o644);
+    if format == Format::Rpm {
+        files.insert(crate::rpm_scripts::PRESET_FILE.into(), 0o644);
+    }
     if format == Format::Deb {
         files.insert(CA_HOOK.into(), 0o755);
         for doc in ["copyright", "changelog.Debian.gz"] {

@@ -10,8 +10,10 @@ use pipelock_containment::sysusers::SYSUSERS_FILE;
 
 use crate::generate;
 
-/// The boot unit that loads the table: enabled, started, never stopped or restarted on upgrade.
-const BOOT_UNIT: &str = "pipelock-containment.service";
+/// The units the package enables (the helper's list).
+use pipelock_containment::plan::UNITS;
+/// The package's systemd preset: every unit above enabled unless a site's preset says otherwise.
+pub const PRESET_FILE: &str = "/usr/lib/systemd/system-preset/50-pipelock-containment.preset";
 /// The proxy: enabled, started, restarted after an upgrade.
 const PROXY_UNIT: &str = "pipelock-proxy.service";
 
@@ -53,26 +55,33 @@ pub fn compose(name: &str, handwritten: &str, sysusers_text: &str) -> String {
                 fallback = useradd_fallback(sysusers_text)
             );
         }
-        "post" => format!(
-            "# Enable the units on first install (works offline, in a chroot or an image build);\n\
-             # start them when systemd runs. Starting the boot unit when it is active is a no-op:\n\
-             # an upgrade never stops or restarts it (apply replaced the table in one transaction).\n\
-             if [ \"$1\" -eq 1 ] && [ -x /usr/bin/systemctl ]; then\n\
-             \x20   systemctl --no-reload enable {BOOT_UNIT} {PROXY_UNIT} >/dev/null 2>&1 || :\n\
-             fi\n\
-             if [ -d /run/systemd/system ]; then\n\
-             \x20   systemctl daemon-reload >/dev/null 2>&1 || :\n\
-             \x20   systemctl start {BOOT_UNIT} >/dev/null 2>&1 || :\n\
-             \x20   if [ \"$1\" -eq 1 ]; then\n\
-             \x20       systemctl start {PROXY_UNIT} >/dev/null 2>&1 || :\n\
-             \x20   fi\n\
-             fi\n"
-        ),
+        "post" => {
+            let units = UNITS.join(" ");
+            format!(
+                "# First install: `systemctl preset` enables the units as the presets say (the package\n\
+                 # ships {PRESET_FILE}; a site's own `disable *` wins). Works offline, in a chroot or an\n\
+                 # image build. When systemd runs, the enabled ones start. Starting the boot unit when\n\
+                 # it is active is a no-op: an upgrade never stops or restarts it (apply replaced the\n\
+                 # table in one transaction). A masked unit stays masked and fails nothing.\n\
+                 if [ \"$1\" -eq 1 ] && [ -x /usr/bin/systemctl ]; then\n\
+                 \x20   systemctl --no-reload preset {units} >/dev/null 2>&1 || :\n\
+                 fi\n\
+                 if [ -d /run/systemd/system ]; then\n\
+                 \x20   systemctl daemon-reload >/dev/null 2>&1 || :\n\
+                 \x20   for unit in {units}; do\n\
+                 \x20       if systemctl -q is-enabled \"$unit\" 2>/dev/null; then\n\
+                 \x20           systemctl start \"$unit\" >/dev/null 2>&1 || :\n\
+                 \x20       fi\n\
+                 \x20   done\n\
+                 fi\n"
+            )
+        }
         "preun" => format!(
             "# Package removal (not upgrade): disable and stop the units.\n\
              if [ \"$1\" -eq 0 ] && [ -x /usr/bin/systemctl ]; then\n\
-             \x20   systemctl --no-reload disable --now {PROXY_UNIT} {BOOT_UNIT} >/dev/null 2>&1 || :\n\
-             fi\n"
+             \x20   systemctl --no-reload disable --now {units} >/dev/null 2>&1 || :\n\
+             fi\n",
+            units = UNITS.join(" ")
         ),
         "postun" => format!(
             "# After an upgrade ($1 >= 1) the proxy restarts to run the new version; the boot unit\n\
@@ -131,6 +140,18 @@ fn useradd_fallback(sysusers_text: &str) -> String {
     out
 }
 
+/// The systemd preset file the .rpm ships: every unit the package needs, enabled.
+pub fn preset_text() -> String {
+    let mut text = String::from(
+        "# pipelock-containment: the units three-UID containment needs, enabled on install.\n\
+         # A site preset that sorts earlier (for example `disable *`) takes precedence.\n",
+    );
+    for unit in UNITS {
+        text.push_str(&format!("enable {unit}\n"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +207,10 @@ mod tests {
         for name in SCRIPTLETS {
             let text = compose(name, ":\n", SYSUSERS);
             for line in text.lines().filter(|l| l.contains("restart")) {
-                assert!(!line.contains(BOOT_UNIT), "{name}: {line}");
+                assert!(
+                    !line.contains(pipelock_containment::plan::CONTAINMENT_UNIT),
+                    "{name}: {line}"
+                );
             }
         }
         let preun = compose("preun", ":\n", SYSUSERS);
