@@ -7,6 +7,7 @@
 pub mod account;
 pub mod bench;
 pub mod checks;
+pub mod chroot;
 pub mod container;
 pub mod net;
 pub mod proc;
@@ -405,6 +406,18 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
         let tar = rootfs::cached_tarball(&target.join("e2e-cache"))?;
         rootfs::unpack(&tar, &rootfs_dir)
     })?;
+    if opts.scenario == Scenario::Full {
+        steps.run(
+            "chroot: install and remove in a chroot leave this machine alone",
+            || {
+                let tar = rootfs::cached_tarball(&target.join("e2e-cache"))?;
+                let deb = first_with_ext(&pkgs, ".deb")?.context("no .deb to install")?;
+                let done = chroot::install_and_remove(&tar, &deb, &work.join("chroot"))?;
+                println!("    {done}: this machine's ruleset unchanged, its canary alive");
+                Ok(())
+            },
+        )?;
+    }
     let keep_rootfs = opts.keep;
     let rootfs_for_guard = rootfs_dir.clone();
     let _rootfs_guard = proc::guard("test host root file system", move || {

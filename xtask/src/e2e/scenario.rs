@@ -817,6 +817,49 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         five_checks(lab, "after-upgrade");
         Ok(())
     })?;
+    lab.step("scenario: the admin's choices survive an upgrade", |lab| {
+        let reinstall = "apt-get install --reinstall -y pipelock-containment 2>&1";
+        let state = |c: &Container| -> Result<String> {
+            Ok(c.sh("systemctl is-enabled pipelock-proxy.service; systemctl is-active pipelock-proxy.service")?
+                .stdout
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "))
+        };
+        check(lab, "admin/disabled-proxy-stays-disabled", |c| {
+            c.must(&format!("systemctl disable --now pipelock-proxy.service && {reinstall}"))?;
+            let s = state(c)?;
+            if s != "disabled inactive" {
+                bail!("after the upgrade the disabled proxy is {s:?}");
+            }
+            table_present(c)
+        });
+        check(lab, "admin/masked-proxy-upgrade-succeeds-and-says-so", |c| {
+            let out = c.must(&format!("systemctl mask pipelock-proxy.service && {reinstall}"))?;
+            if !out.contains("pipelock-proxy.service is masked") {
+                bail!("the upgrade did not report the masked unit:\n{out}");
+            }
+            let s = state(c)?;
+            if !s.starts_with("masked") {
+                bail!("after the upgrade the masked proxy is {s:?}");
+            }
+            table_present(c)
+        });
+        check(lab, "admin/policy-rc-d-101-starts-nothing", |c| {
+            c.must(&format!(
+                "systemctl unmask pipelock-proxy.service && systemctl enable pipelock-proxy.service && \
+                 printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && \
+                 {reinstall}; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc"
+            ))?;
+            let s = state(c)?;
+            if s != "enabled inactive" {
+                bail!("with policy-rc.d exit 101 the upgrade left the proxy {s:?}");
+            }
+            c.must("systemctl start pipelock-proxy.service")?;
+            wait_proxy(c)
+        });
+        Ok(())
+    })?;
     lab.step("scenario: apt-get remove", |lab| {
         // An agent still running when the package goes must not survive it: one outside the
         // launcher, and a session running a fork-and-exit loop.
@@ -858,10 +901,11 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             let state = format!("{}/**", paths::STATE_DIR);
             allowed.extend(["/etc/pipelock-containment", &state, "/var/lib/pipelock"]);
             // deb-systemd-helper masks a removed package's units until purge (dh_installsystemd).
-            allowed.extend([
-                "/etc/systemd/system/pipelock-containment.service",
-                "/etc/systemd/system/pipelock-proxy.service",
-            ]);
+            let masks: Vec<String> = pipelock_containment::plan::UNITS
+                .iter()
+                .map(|unit| format!("/etc/systemd/system/{unit}"))
+                .collect();
+            allowed.extend(masks.iter().map(String::as_str));
             let left: Vec<_> = leftovers(&before, &after, &allowed)
                 .into_iter()
                 .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
