@@ -534,7 +534,8 @@ fn check_deb_scripts(label: &str, control: &Utf8Path, problems: &mut Problems) {
         )),
         || format!("{label}: postinst does not create the users from {BIN}.conf"),
     );
-    for unit in UNITS {
+    // Every unit the package enables goes through deb-systemd-helper (policy-rc.d, masks).
+    for unit in pipelock_containment::plan::UNITS {
         problems.check(
             postinst.contains(&format!("deb-systemd-helper enable {unit}")),
             || format!("{label}: postinst does not enable {unit}"),
@@ -701,10 +702,13 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
                 problems.check(text.contains("pipelock-containment apply"), || {
                     format!("{label}: %post does not run `pipelock-containment apply`")
                 });
-                for unit in UNITS {
+                let preset = crate::rpm_scripts::preset_text();
+                for unit in pipelock_containment::plan::UNITS {
                     problems.check(
-                        text.contains("systemctl --no-reload enable") && text.contains(unit),
-                        || format!("{label}: %post does not enable {unit}"),
+                        text.contains("systemctl --no-reload preset")
+                            && text.contains(unit)
+                            && preset.contains(&format!("enable {unit}\n")),
+                        || format!("{label}: %post does not preset {unit}"),
                     );
                 }
             }
