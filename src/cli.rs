@@ -50,6 +50,10 @@ pub enum Command {
     /// The agent-side half of verify's probes (verify runs it as the agent user).
     #[command(hide = true)]
     AgentProbe(AgentProbeArgs),
+    /// Wait until ADDRESS accepts connections (the proxy unit's ExecStartPost, so a start
+    /// returns only once the proxy listens); exit 1 after the timeout.
+    #[command(hide = true)]
+    WaitListening(WaitListeningArgs),
     /// Create the users, render, validate and install everything, load the table (root).
     ///
     /// Idempotent: a second run changes nothing and prints "no changes". If a step fails, the
@@ -379,6 +383,14 @@ pub struct MetricsArgs {
     /// Write to FILE atomically (temporary file and rename) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitListeningArgs {
+    /// The address to connect to, as ADDR:PORT (IPv6 in brackets).
+    pub address: std::net::SocketAddr,
+    #[arg(long, default_value_t = 30)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use crate::cli::{
     AgentProbeArgs, ApplyArgs, BlockedArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli,
     Command, MetricsArgs, RemoveArgs, RenderArgs, StatusArgs, ToolEditArgs, ToolsCommand,
-    ToolsListArgs, VerifyArgs,
+    ToolsListArgs, VerifyArgs, WaitListeningArgs,
 };
 use crate::config::{Config, ConfigError};
 use crate::exit;
@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::CheckConfig(args) => check_config(args),
         Command::Verify(args) => verify_command(args),
         Command::AgentProbe(args) => agent_probe(args),
+        Command::WaitListening(args) => wait_listening(args),
         Command::Status(args) => status_command(args),
         Command::Blocked(args) => blocked_command(args),
         Command::Metrics(args) => metrics_command(args),
@@ -283,6 +284,27 @@ fn verify_command(args: VerifyArgs) -> Result<i32> {
         out!("{}", report.to_text());
     }
     Ok(report.exit_code())
+}
+
+fn wait_listening(args: WaitListeningArgs) -> Result<i32> {
+    let timeout = std::time::Duration::from_secs(args.timeout_seconds);
+    match host::verify::wait_listening(args.address, timeout) {
+        Ok(waited) => {
+            outln!(
+                "{} accepts connections (after {} ms)",
+                args.address,
+                waited.as_millis()
+            );
+            Ok(exit::OK)
+        }
+        Err(err) => {
+            eprintln!(
+                "pipelock-containment: {} did not accept connections within {} s: {err}",
+                args.address, args.timeout_seconds
+            );
+            Ok(exit::FAILURE)
+        }
+    }
 }
 
 fn agent_probe(args: AgentProbeArgs) -> Result<i32> {

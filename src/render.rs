@@ -62,6 +62,9 @@ struct TemplateContext<'a> {
     proxy_family: &'static str,
     proxy_address: String,
     proxy_port: u16,
+    /// ADDR:PORT of the proxy (IPv6 in brackets).
+    proxy_socket: String,
+    helper: &'static str,
     proxy_command: String,
     allowed_ports: &'a [u16],
     allowed_ports_text: String,
@@ -173,6 +176,12 @@ fn template_context<'a>(config: &'a Config, facts: &'a Facts) -> TemplateContext
         },
         proxy_address: config.proxy.listen_address.to_string(),
         proxy_port: config.proxy.listen_port,
+        proxy_socket: std::net::SocketAddr::new(
+            config.proxy.listen_address,
+            config.proxy.listen_port,
+        )
+        .to_string(),
+        helper: paths::HELPER,
         proxy_command: config
             .proxy
             .command

@@ -348,6 +348,18 @@ fn run(program: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
         .output()
 }
 
+/// Connect to `address` every 50 ms until it accepts or `timeout` passes; how long it took.
+pub fn wait_listening(address: SocketAddr, timeout: Duration) -> Result<Duration, String> {
+    let start = std::time::Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&address, Duration::from_millis(500)) {
+            Ok(_) => return Ok(start.elapsed()),
+            Err(err) if start.elapsed() >= timeout => return Err(err.to_string()),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// `systemctl ARGS`: its first stdout line, or what went wrong.
 pub fn systemctl(args: &[&str]) -> String {
     if !systemd_running() {
@@ -930,5 +942,29 @@ pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[test]
+    fn wait_listening_returns_once_the_port_accepts_and_times_out_otherwise() {
+        let address = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // Nothing listens there now: the wait gives up after its timeout.
+        assert!(wait_listening(address, Duration::from_millis(200)).is_err());
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let listener = TcpListener::bind(address).unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            drop(listener);
+        });
+        let waited = wait_listening(address, Duration::from_secs(10)).unwrap();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        late.join().unwrap();
     }
 }

@@ -787,7 +787,19 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_secs(1));
         require(lab, "upgrade/apt-get-install-new-version", |c| {
             c.must("apt-get update")?;
-            apt_install(c, "pipelock-containment")?;
+            // The proxy restarts in the upgrade; a session started the moment apt-get returns
+            // must find it listening (its unit's start waits for the port).
+            let o = c.sh(&format!(
+                "apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+                 pipelock-containment >/root/upgrade.log 2>&1 || exit 100; \
+                 cd /home/{OPERATOR}/proj && runuser -u {OPERATOR} -- cc-launch curl -sS -m 10 http://{INET_NAME}/hello"
+            ))?;
+            if o.code == 100 {
+                bail!("apt-get install failed: {}", c.must("cat /root/upgrade.log")?);
+            }
+            if !o.ok() || o.stdout.trim() != HELLO_BODY {
+                bail!("a session right after the upgrade failed: {:?}", o.both());
+            }
             let v = installed_version(c)?;
             if !v.ends_with(&format!(" {v2}")) {
                 bail!("installed after the upgrade: {v:?}, expected {v2}");
