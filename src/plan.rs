@@ -44,6 +44,18 @@ const HELPER_UNITS: &[&str] = &[
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
 /// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the config opts in).
 pub const PURGE_ACCOUNTS_FILE: &str = "/var/lib/pipelock-containment/purge-accounts";
+/// Shell-readable list of the managed files, for postrm when the helper is gone.
+pub const MANAGED_FILES_LIST: &str = "/var/lib/pipelock-containment/managed-files";
+/// Files remove deletes even when the manifest is lost.
+const FIXED_FILES: &[&str] = &[
+    paths::RULE_FILE,
+    paths::SUDOERS_DROPIN,
+    paths::SUDOERS_GRANTS_DROPIN,
+    paths::PROXY_UNIT_DROPIN,
+    crate::ca::PATH_UNIT_DROPIN,
+    paths::OLD_LAUNCHER,
+    crate::account::SSHD_DROPIN,
+];
 /// The manifest of everything apply manages.
 pub const MANIFEST_FILE: &str = "/var/lib/pipelock-containment/manifest.json";
 /// The packaged sysusers.d file (defaults only).
@@ -767,7 +779,30 @@ pub fn desired_files(
             None,
         ));
     }
+    let listed: Vec<&Utf8Path> = files.iter().map(|f| f.0.as_path()).collect();
+    let text = managed_files_text(&listed, &config.ca.combined_bundle);
+    files.push((MANAGED_FILES_LIST.into(), 0o644, text, None));
     files
+}
+
+/// `file PATH` / `bundle PATH` lines: what postrm removes when the helper is gone and no
+/// prerm ran (`postrm disappear`). The same list apply manages, and the fixed paths.
+pub fn managed_files_text(files: &[&Utf8Path], bundle: &Utf8Path) -> String {
+    let mut paths: BTreeSet<&Utf8Path> = files
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with(paths::STATE_DIR))
+        .collect();
+    paths.extend(FIXED_FILES.iter().map(Utf8Path::new));
+    let mut text = String::from(
+        "# Written by pipelock-containment apply: the files it manages, for postrm when the\n\
+         # helper is gone (a bundle is removed only if it starts with the helper's header).\n",
+    );
+    for path in paths {
+        text.push_str(&format!("file {path}\n"));
+    }
+    text.push_str(&format!("bundle {bundle}\n"));
+    text
 }
 
 /// `user NAME` / `group NAME` lines that postrm purge (a shell script) reads.
@@ -1269,17 +1304,7 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
     }
     // Every managed file: the manifest's, plus the fixed paths in case the manifest is lost.
     let mut files: BTreeSet<Utf8PathBuf> = manifest.files.keys().cloned().collect();
-    for path in [
-        paths::RULE_FILE,
-        paths::SUDOERS_DROPIN,
-        paths::SUDOERS_GRANTS_DROPIN,
-        paths::PROXY_UNIT_DROPIN,
-        crate::ca::PATH_UNIT_DROPIN,
-        paths::OLD_LAUNCHER,
-        crate::account::SSHD_DROPIN,
-    ] {
-        files.insert(path.into());
-    }
+    files.extend(FIXED_FILES.iter().map(Utf8PathBuf::from));
     // The combined CA bundle: only a file `ca refresh` wrote (its header says so).
     let bundle = manifest
         .ca_bundle

@@ -101,7 +101,7 @@ getent group pipelock-operators >/dev/null || fail "operators group"
 getent passwd cc-agent | grep -q nologin || fail "agent shell"
 getent shadow cc-agent | cut -d: -f2 | grep -q '^[!*]' || fail "agent account not locked"
 [ "$(getent shadow cc-agent | cut -d: -f8)" = 1 ] || fail "agent account not expired"
-jq -e '.files | length == 8' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
+jq -e '.files | length == 9' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest files"
 jq -e '.users_created == ["cc-agent","pipelock-proxy"]' /var/lib/pipelock-containment/manifest.json >/dev/null || fail "manifest users"
 [ -L /etc/systemd/system/sysinit.target.wants/pipelock-containment.service ] || fail "containment unit not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/pipelock-proxy.service ] || fail "proxy unit not enabled"
@@ -796,5 +796,43 @@ pipelock-containment remove > /tmp/out 2>&1 || { cat /tmp/out; fail "second remo
 nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left after the second remove"
 echo OK
 "#,
+    );
+}
+
+/// `postrm disappear` (no prerm ran, the helper is gone) removes every file apply listed,
+/// the grants' sudoers rule and the sshd drop-in included, and the table.
+#[test]
+fn postrm_without_the_helper_removes_every_managed_file() {
+    passes(
+        "postrm_without_the_helper_removes_every_managed_file",
+        "disappear",
+        &format!(
+            r#"
+D={root}/debian
+mkdir -p /etc/ssh/sshd_config.d
+pipelock-containment apply >/dev/null || fail "apply"
+list=/var/lib/pipelock-containment/managed-files
+files="/etc/nftables.d/pipelock-containment.nft /etc/sudoers.d/pipelock-containment
+    /etc/sudoers.d/pipelock-containment-grants /etc/ssh/sshd_config.d/50-pipelock-containment.conf
+    /etc/systemd/system/pipelock-proxy.service.d/50-pipelock-containment.conf"
+for f in $files; do
+    grep -qx "file $f" $list || fail "$f not in $list"
+    [ -e "$f" ] || fail "$f not written"
+done
+bundle=$(sed -n 's/^bundle //p' $list)
+[ -n "$bundle" ] || fail "no bundle line"
+mkdir -p "$(dirname "$bundle")"
+printf '%s\ncert\n' '{header}' > "$bundle"
+rm /usr/bin/pipelock-containment
+sh -e $D/postrm disappear other-package || fail "postrm disappear"
+for f in $files "$bundle"; do [ ! -e "$f" ] || fail "$f left"; done
+[ -d /etc/sudoers.d ] && [ -d /etc/ssh/sshd_config.d ] || fail "a directory of another package went"
+nft list table inet pipelock_containment >/dev/null 2>&1 && fail "table left"
+[ ! -e /var/lib/pipelock-containment ] || fail "state left"
+echo OK
+"#,
+            root = env!("CARGO_MANIFEST_DIR"),
+            header = pipelock_containment::ca::BUNDLE_HEADER,
+        ),
     );
 }
