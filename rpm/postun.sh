@@ -13,6 +13,8 @@ if [ "$1" -eq 0 ]; then
     if [ -f "$STATE/purge-accounts" ]; then
         while read -r kind name; do
             case "$kind" in
+                # The agent's home goes with it: its UID may be reused.
+                agent) getent passwd "$name" >/dev/null && { userdel --remove "$name" || :; } ;;
                 user) getent passwd "$name" >/dev/null && { userdel "$name" || :; } ;;
                 group) getent group "$name" >/dev/null && { groupdel "$name" || :; } ;;
             esac

@@ -810,7 +810,7 @@ pub fn purge_accounts_text(config: &Config) -> String {
     format!(
         "# Written by pipelock-containment apply because users.delete_on_purge = true.\n\
          # Package purge deletes these accounts (the config itself is gone by then).\n\
-         user {}\nuser {}\ngroup {}\n",
+         agent {}\nuser {}\ngroup {}\n",
         config.users.agent, config.users.proxy, config.users.operators_group
     )
 }
@@ -1864,7 +1864,7 @@ mod tests {
             _ => None,
         });
         let text = write.expect("purge list written");
-        assert!(text.contains("user cc-agent\nuser pipelock-proxy\ngroup pipelock-operators\n"));
+        assert!(text.contains("agent cc-agent\nuser pipelock-proxy\ngroup pipelock-operators\n"));
         let after = simulate(&empty_host(), &plan);
         assert!(after.manifest.as_ref().unwrap().delete_users_on_purge);
         // Remove keeps it: postrm purge reads it after the conffile is gone.

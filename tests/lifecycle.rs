@@ -257,11 +257,12 @@ getent passwd cc-agent >/dev/null || fail "purge deleted users without opt-in"
 # Opted in: the setting is remembered at apply time, so purge works after the config is gone.
 sed -i 's/delete_on_purge = false/delete_on_purge = true/' /etc/pipelock-containment/containment.toml
 pipelock-containment apply >/dev/null || fail "apply 2"
-grep -qx "user cc-agent" /var/lib/pipelock-containment/purge-accounts || fail "purge list"
+grep -qx "agent cc-agent" /var/lib/pipelock-containment/purge-accounts || fail "purge list"
 rm /etc/pipelock-containment/containment.toml   # what dpkg does before postrm purge
 pipelock-containment purge > /tmp/out 2>&1 || { cat /tmp/out; fail "purge 2"; }
 cat /tmp/out
 getent passwd cc-agent >/dev/null && fail "agent user kept despite opt-in"
+[ ! -e /var/lib/cc-agent ] || fail "the deleted agent's home is left"
 getent passwd pipelock-proxy >/dev/null && fail "proxy user kept despite opt-in"
 [ ! -e /var/lib/pipelock-containment ] || fail "state left"
 echo OK
@@ -488,6 +489,7 @@ sh -e $D/postrm remove || fail "postrm remove"
 getent passwd cc-agent >/dev/null || fail "users deleted on remove"
 sh -e $D/postrm purge || fail "postrm purge"
 getent passwd cc-agent >/dev/null && fail "agent kept despite opt-in"
+[ ! -e /var/lib/cc-agent ] || fail "postrm purge left the deleted agent's home"
 getent group pipelock-operators >/dev/null && fail "operators group kept despite opt-in"
 [ ! -e /var/lib/pipelock-containment ] || fail "state left after purge"
 [ ! -e /etc/pipelock-containment ] || fail "config dir left after purge"

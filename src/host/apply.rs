@@ -1411,12 +1411,15 @@ pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<V
     let mut delete = manifest.as_ref().is_some_and(|m| m.delete_users_on_purge);
     let mut users = Vec::new();
     let mut groups = Vec::new();
+    let mut agents = Vec::new();
     if let Some(m) = &manifest {
+        agents.push(m.agent_user.clone());
         users.extend([m.agent_user.clone(), m.proxy_user.clone()]);
         groups.push(m.operators_group.clone());
     }
     if let Some(config) = delete_from_config {
         delete |= config.users.delete_on_purge;
+        agents.push(config.users.agent.clone());
         users.extend([config.users.agent.clone(), config.users.proxy.clone()]);
         groups.push(config.users.operators_group.clone());
     }
@@ -1427,8 +1430,15 @@ pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<V
     if delete {
         for user in &users {
             if User::from_name(user)?.is_some() {
-                log(&format!("  delete user {user}"));
-                if let Err(err) = run_ok("userdel", &[user]) {
+                // The agent's home goes with it: a UID that may be reused must not own files.
+                let args: &[&str] = if agents.contains(user) {
+                    log(&format!("  delete user {user} and its home"));
+                    &["--remove", user]
+                } else {
+                    log(&format!("  delete user {user}"));
+                    &[user]
+                };
+                if let Err(err) = run_ok("userdel", args) {
                     errors.push(format!("{err:#}"));
                 }
             }
