@@ -2,7 +2,7 @@
 # $1 = 0 this deletes the state directory, and the accounts only when the config said
 # users.delete_on_purge = true (apply recorded them in purge-accounts; the helper is gone).
 #
-# The config: containment.toml is %config(noreplace). `rpm -e` deletes it when unchanged;
+# The config: containment.toml is %config(noreplace). an erase deletes it when unchanged;
 # when the admin edited it, rpm keeps it as /etc/pipelock-containment/containment.toml.rpmsave
 # and a later install does NOT read that file: the new install starts from the defaults, and
 # the admin moves the .rpmsave back and runs `pipelock-containment apply`.
