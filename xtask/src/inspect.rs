@@ -40,6 +40,9 @@ const NFTABLES_DROPIN: &str =
 /// Debian's update-ca-certificates hook (a conffile, like everything under /etc).
 const CA_HOOK: &str = "/etc/ca-certificates/update.d/pipelock-containment";
 const VERIFY_SCHEMA: &str = "/usr/share/doc/pipelock-containment/verify-schema.json";
+/// The licence text in the .rpm (Fedora's %license directory; cargo-generate-rpm can flag it
+/// only as documentation).
+const RPM_LICENSE: &str = "/usr/share/licenses/pipelock-containment/LICENSE";
 /// What the .deb depends on (besides the shared libraries cargo-deb finds).
 const DEB_DEPENDS: [&str; 5] = ["nftables", "sudo", "ca-certificates", "systemd", "adduser"];
 const RPM_REQUIRES: [&str; 4] = ["nftables", "sudo", "ca-certificates", "systemd"];
@@ -129,6 +132,7 @@ fn expected_files(format: Format) -> BTreeMap<String, u32> {
     files.insert(VERIFY_SCHEMA.into(), 0o644);
     if format == Format::Rpm {
         files.insert(crate::rpm_scripts::PRESET_FILE.into(), 0o644);
+        files.insert(RPM_LICENSE.into(), 0o644);
     }
     if format == Format::Deb {
         files.insert(CA_HOOK.into(), 0o755);
@@ -638,7 +642,10 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
     for (path, flag) in &flags {
         let expected = if path == CONFIG_FILE || path == PROFILE_FILE {
             "cn"
-        } else if path.starts_with("/usr/share/man/") || path == VERIFY_SCHEMA {
+        } else if path.starts_with("/usr/share/man/")
+            || path == VERIFY_SCHEMA
+            || path == RPM_LICENSE
+        {
             "d"
         } else {
             ""
