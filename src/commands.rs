@@ -354,7 +354,12 @@ fn metrics_command(args: MetricsArgs) -> Result<i32> {
     }
     let text = crate::metrics::render(&host::verify::metrics_input(&config));
     match &args.output {
-        Some(path) => host::verify::write_atomic(path, &text, 0o644)?,
+        Some(path) => {
+            let path = camino::Utf8Path::from_path(path)
+                .with_context(|| format!("{} is not UTF-8", path.display()))?;
+            let me = host::fs::current_owner();
+            host::fs::write_atomic(path, text.as_bytes(), me, 0o644)?
+        }
         None => out!("{text}"),
     }
     Ok(exit::OK)
@@ -387,7 +392,7 @@ fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {
             return Ok(exit::OK);
         }
         crate::tools::Edit::Changed(new_text) => {
-            host::tools::write_atomic(path, &new_text)?;
+            host::tools::rewrite_config(path, &new_text)?;
             let done = if add { "added to" } else { "removed from" };
             outln!("{} {done} tools.wrap in {path}", args.tool);
         }

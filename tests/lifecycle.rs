@@ -838,3 +838,30 @@ echo OK
         ),
     );
 }
+
+/// Every file apply writes goes through one writer that replaces a symlink at the target and
+/// never follows it: links planted at each target path point at a file that must stay as it was.
+#[test]
+fn apply_never_follows_a_symlink_at_a_target_path() {
+    passes(
+        "apply_never_follows_a_symlink_at_a_target_path",
+        "symlinks",
+        r#"
+mkdir -p /etc/ssh/sshd_config.d
+pipelock-containment apply --dry-run --json | jq -r '.steps[] | select(.id | startswith("write:")) | .id[6:]' > /tmp/targets
+[ "$(wc -l < /tmp/targets)" -ge 6 ] || fail "only $(wc -l < /tmp/targets) targets"
+echo precious > /etc/victim
+while read -r t; do
+    mkdir -p "$(dirname "$t")"
+    ln -s /etc/victim "$t"
+done < /tmp/targets
+pipelock-containment apply > /tmp/out 2>&1 || { cat /tmp/out; fail "apply"; }
+[ "$(cat /etc/victim)" = precious ] || fail "a symlinked target was followed: /etc/victim changed"
+while read -r t; do
+    [ -f "$t" ] && [ ! -L "$t" ] || fail "$t is not a regular file after apply"
+done < /tmp/targets
+echo "$(wc -l < /tmp/targets) symlinked targets replaced, none followed"
+echo OK
+"#,
+    );
+}

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Group, Pid, Uid, User};
 
+use super::fs::write_atomic;
 use super::process::{processes_of, run, run_ok};
 use crate::config::Config;
 use crate::facts::DistroPaths;
@@ -488,7 +488,7 @@ impl<'a> Executor<'a> {
                     mode,
                     uid,
                     gid,
-                } => write_atomic(path, contents, *mode, *uid, *gid),
+                } => write_atomic(path, contents, (*uid, *gid), *mode),
             },
             Undo::RemoveDir(dir) => {
                 let _ = std::fs::remove_dir(dir);
@@ -568,7 +568,7 @@ impl<'a> Executor<'a> {
                         previous: previous.clone(),
                     },
                 );
-                write_atomic(path, contents.as_bytes(), *mode, 0, 0)
+                write_atomic(path, contents.as_bytes(), (0, 0), *mode)
             }
             Step::RemoveFile { path, previous } => {
                 self.record(
@@ -672,9 +672,8 @@ impl<'a> Executor<'a> {
                 write_atomic(
                     Utf8Path::new(plan::MANIFEST_FILE),
                     text.as_bytes(),
+                    (0, 0),
                     0o644,
-                    0,
-                    0,
                 )
             }
             Step::StopUnit { unit } => run_ok("systemctl", &["stop", unit]).map(drop),
@@ -737,10 +736,10 @@ impl<'a> Executor<'a> {
                 match (contents, previous) {
                     (None, _) => remove_if_present(path),
                     (Some(text), FileState::Present { mode, uid, gid, .. }) => {
-                        write_atomic(path, text.as_bytes(), *mode & 0o7777, *uid, *gid)
+                        write_atomic(path, text.as_bytes(), (*uid, *gid), *mode & 0o7777)
                     }
                     (Some(text), FileState::Absent) => {
-                        write_atomic(path, text.as_bytes(), 0o644, 0, 0)
+                        write_atomic(path, text.as_bytes(), (0, 0), 0o644)
                     }
                 }
             }
@@ -826,7 +825,7 @@ fn validate(
     let dir = private_temp_dir()?;
     let file = dir.join(path.file_name().unwrap_or("artefact"));
     let result = (|| {
-        write_atomic(&file, contents.as_bytes(), 0o440, 0, 0)?;
+        write_atomic(&file, contents.as_bytes(), (0, 0), 0o440)?;
         match validator {
             Validator::Visudo => run_ok("visudo", &["-c", "-q", "-f", file.as_str()])
                 .map(drop)
@@ -888,40 +887,6 @@ fn create_parents(path: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     Ok(missing)
 }
 
-/// Temp file in the same directory, write, fsync, chmod/chown, rename, fsync the directory.
-pub fn write_atomic(path: &Utf8Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("/"));
-    let name = path.file_name().unwrap_or("file");
-    let temp = dir.join(format!(
-        ".{name}.pipelock-containment-tmp.{}",
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .with_context(|| format!("cannot write {path}: creating {temp}"))?;
-        file.write_all(contents)
-            .with_context(|| format!("writing {temp}"))?;
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
-            .with_context(|| format!("chown {temp}"))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("chmod {temp}"))?;
-        file.sync_all().with_context(|| format!("fsync {temp}"))?;
-        std::fs::rename(&temp, path).with_context(|| format!("renaming {temp} to {path}"))?;
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
 /// Load the previous table back (or delete ours when there was none), in one transaction.
 fn restore_table(previous: Option<&str>) -> Result<()> {
     let table = nft_table_name();
@@ -944,7 +909,7 @@ fn restore_table(previous: Option<&str>) -> Result<()> {
             let dir = private_temp_dir()?;
             let file = dir.join("previous.nft");
             let script = format!("table {table}\ndelete table {table}\n{text}");
-            let result = write_atomic(&file, script.as_bytes(), 0o600, 0, 0)
+            let result = write_atomic(&file, script.as_bytes(), (0, 0), 0o600)
                 .and_then(|()| run_ok("nft", &["-f", file.as_str()]).map(drop));
             let _ = std::fs::remove_dir_all(&dir);
             result

@@ -5,7 +5,7 @@
 //! `status` use. The pure work (parsing, merging, who-can-read) lives in `crate::ca`.
 
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{fchown, DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -533,13 +533,9 @@ fn install_bundle(
     Ok(BundleAction::Written)
 }
 
-/// Write through a new temporary file in the same directory: set owner and mode, fsync, rename
-/// over the target, fsync the directory. Readers see the old file or the new one, never a part.
+/// The bundle through `host::fs::write_atomic`, its directory made first (mode 0755).
 pub fn write_atomic(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u32) -> Result<()> {
     let dir = bundle_dir(path)?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{path} has no file name"))?;
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -547,47 +543,7 @@ pub fn write_atomic(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u
             .create(dir)
             .with_context(|| format!("cannot create the directory {dir}"))?;
     }
-    let (tmp, mut file) = create_temp(dir, name)?;
-    let result = (|| -> Result<()> {
-        file.write_all(contents)
-            .with_context(|| format!("cannot write {tmp}"))?;
-        fchown(&file, Some(owner.0), Some(owner.1))
-            .with_context(|| format!("cannot set the owner of {tmp} to {}:{}", owner.0, owner.1))?;
-        file.set_permissions(Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the mode of {tmp}"))?;
-        file.sync_all()
-            .with_context(|| format!("cannot flush {tmp} to disk"))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {tmp} to {path}"))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot flush the directory {dir} to disk"))?;
-    Ok(())
-}
-
-/// A new file `.NAME.tmp.PID.N` in `dir`, created exclusively (never through a symlink).
-fn create_temp(dir: &Utf8Path, name: &str) -> Result<(Utf8PathBuf, File)> {
-    let pid = std::process::id();
-    for n in 0..100 {
-        let tmp = dir.join(format!(".{name}.tmp.{pid}.{n}"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&tmp)
-        {
-            Ok(file) => return Ok((tmp, file)),
-            Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err).with_context(|| format!("cannot create {tmp}")),
-        }
-    }
-    bail!("cannot create a temporary file in {dir}: too many stale .{name}.tmp.* files")
+    crate::host::fs::write_atomic(path, contents, owner, mode)
 }
 
 /// Describe the key without opening it (so a dry run or verify works unprivileged); `None` if it

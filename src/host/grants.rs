@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
@@ -505,26 +505,12 @@ impl LockedRecords {
         })
     }
 
-    /// Write the records atomically: temp file, fsync, rename, fsync of the directory.
+    /// Write the records through `host::fs::write_atomic` (0644, owned by this process).
     pub fn save(&self) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Utf8Path::new("/"));
-        let tmp = format!("{}.tmp.{}", self.path, std::process::id());
         let text = serde_json::to_string_pretty(&self.records)? + "\n";
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            File::open(dir)?.sync_all()
-        };
-        write().map_err(|err| {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow!("writing the grant records {}: {err}", self.path)
-        })
+        let me = super::fs::current_owner();
+        super::fs::write_atomic(&self.path, text.as_bytes(), me, 0o644)
+            .with_context(|| format!("writing the grant records {}", self.path))
     }
 }
 

@@ -1,41 +1,22 @@
 //! `tools add|remove`: the host side: root check, atomic rewrite of the config, re-render through `apply`.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 
-/// Replace `path` with `contents` atomically: a temporary file beside it with the same mode and
-/// owner, fsync, rename, fsync of the directory. A reader sees the old or the new file, never
-/// half of one.
-pub fn write_atomic(path: &Utf8Path, contents: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+/// Replace the config at `path` with `contents` through `host::fs::write_atomic`, keeping its
+/// mode and owner (a new file: 0644, owned by the caller).
+pub fn rewrite_config(path: &Utf8Path, contents: &str) -> Result<()> {
     let old = std::fs::metadata(path).ok();
-    let mut temp = tempfile::Builder::new()
-        .prefix(".containment.toml.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {dir}"))?;
-    temp.write_all(contents.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("writing a temporary file in {dir}"))?;
     let mode = old
         .as_ref()
         .map_or(0o644, |meta| meta.permissions().mode() & 0o7777);
-    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of the new {path}"))?;
-    if let Some(meta) = &old {
-        std::os::unix::fs::chown(temp.path(), Some(meta.uid()), Some(meta.gid()))
-            .with_context(|| format!("setting the owner of the new {path}"))?;
-    }
-    temp.persist(path)
-        .map_err(|err| err.error)
-        .with_context(|| format!("replacing {path}"))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {dir}"))?;
-    Ok(())
+    let owner = old
+        .as_ref()
+        .map_or(super::fs::current_owner(), |meta| (meta.uid(), meta.gid()));
+    super::fs::write_atomic(path, contents.as_bytes(), owner, mode)
 }
 
 /// Run `pipelock-containment apply --config PATH` (this same program), so the wrappers follow

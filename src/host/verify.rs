@@ -874,35 +874,6 @@ pub fn read_blocked(source: &LogSource) -> Result<Vec<crate::blocked::Entry>> {
     })
 }
 
-/// Write a file atomically: a temporary file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // No .prom suffix on the temporary name: the textfile collector ignores it.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(contents.as_bytes())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Gather the metrics: the verify probes (as the agent, without URL) and the counters.
 pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
     let observations = observe(

@@ -34,7 +34,7 @@ fn save(state: &WatchState) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(err) = crate::host::apply::write_atomic(path, text.as_bytes(), 0o644, 0, 0) {
+    if let Err(err) = crate::host::fs::write_atomic(path, text.as_bytes(), (0, 0), 0o644) {
         eprintln!("pipelock-containment watch: cannot record to {STATE_FILE}: {err:#}");
     }
 }
