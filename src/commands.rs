@@ -166,13 +166,30 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     ) {
         return Ok(code);
     }
-    if !args.json {
+    let maintainer = args.from_maintainer_script && !args.json;
+    if !args.json && !maintainer {
         print_line("pipelock-containment apply:");
     }
-    let mut log = print_line;
-    let mut quiet = |_: &str| {};
-    let logger: host::apply::Log<'_> = if args.json { &mut quiet } else { &mut log };
-    let applied = host::apply::apply_host(&config, logger, !args.from_maintainer_script)?;
+    // Under a maintainer script the steps go to the journal; the terminal gets the warnings and
+    // one summary line.
+    let mut details: Vec<String> = Vec::new();
+    let applied = {
+        let mut log = print_line;
+        let mut quiet = |_: &str| {};
+        let mut collect = |line: &str| details.push(line.to_string());
+        let logger: host::apply::Log<'_> = if args.json {
+            &mut quiet
+        } else if maintainer {
+            &mut collect
+        } else {
+            &mut log
+        };
+        host::apply::apply_host(&config, logger, !args.from_maintainer_script)
+    };
+    if maintainer {
+        host::process::to_journal("pipelock-containment", &details);
+    }
+    let applied = applied?;
     let plan = &applied.plan;
     if args.json {
         let value = serde_json::json!({
@@ -183,6 +200,49 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             "warnings": plan.warnings,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(exit::OK);
+    }
+    let changes = plan.steps.len() + applied.account_steps.len();
+    if maintainer {
+        let mut warnings: Vec<String> = details
+            .iter()
+            .filter(|l| l.contains("warning:"))
+            .map(|l| l.trim().to_string())
+            .collect();
+        warnings.extend(plan.warnings.iter().map(|w| format!("WARNING: {w}")));
+        for warning in &warnings {
+            eprintln!("pipelock-containment: {warning}");
+        }
+        let agent = host::facts::lookup_account(&config.users.agent)
+            .ok()
+            .flatten()
+            .map_or_else(
+                || config.users.agent.clone(),
+                |a| format!("{} (uid {})", a.name, a.uid),
+            );
+        let proxy =
+            std::net::SocketAddr::new(config.proxy.listen_address, config.proxy.listen_port);
+        let deferred = plan.notes.iter().any(|n| n.contains("not reachable here"));
+        outln!(
+            "pipelock-containment: {} {agent} behind {proxy}{}; {}; {} warning(s) (details: \
+             journalctl -t pipelock-containment, pipelock-containment status)",
+            if deferred {
+                "rendered for"
+            } else {
+                "contained"
+            },
+            if deferred {
+                ", the table loads at first boot"
+            } else {
+                ""
+            },
+            if changes == 0 {
+                "no changes".to_string()
+            } else {
+                format!("{changes} change(s)")
+            },
+            warnings.len()
+        );
         return Ok(exit::OK);
     }
     if plan.is_noop() && applied.account_steps.is_empty() {
@@ -220,25 +280,63 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         None
     };
     let current = config.clone().unwrap_or_else(Config::defaults);
-    print_line(&format!("pipelock-containment {what}:"));
-    let mut log = print_line;
-    let host::apply::Removed {
-        plan,
-        mut errors,
-        table_kept,
-    } = host::apply::remove_host(&current, &mut log)?;
-    for note in &plan.notes {
-        outln!("note: {note}");
+    // Under a maintainer script the steps go to the journal; the terminal gets the errors and
+    // one summary line.
+    let maintainer = args.from_maintainer_script;
+    if !maintainer {
+        print_line(&format!("pipelock-containment {what}:"));
     }
-    if purge && table_kept {
-        outln!("kept: the accounts and the state (the table stays in force)");
-    } else if purge {
-        errors.extend(host::apply::purge_host(config.as_ref(), &mut log)?);
-    } else {
-        outln!("kept: the users and {}", args.config.config);
+    let mut details: Vec<String> = Vec::new();
+    let removed = {
+        let mut log = print_line;
+        let mut collect = |line: &str| details.push(line.to_string());
+        let logger: host::apply::Log<'_> = if maintainer { &mut collect } else { &mut log };
+        (|| -> Result<_> {
+            let removed = host::apply::remove_host(&current, &mut *logger)?;
+            let purged = if purge && !removed.table_kept {
+                host::apply::purge_host(config.as_ref(), &mut *logger)?
+            } else {
+                Vec::new()
+            };
+            Ok((removed, purged))
+        })()
+    };
+    if maintainer {
+        host::process::to_journal("pipelock-containment", &details);
+    }
+    let (
+        host::apply::Removed {
+            plan,
+            mut errors,
+            table_kept,
+        },
+        purged,
+    ) = removed?;
+    errors.extend(purged);
+    if !maintainer {
+        for note in &plan.notes {
+            outln!("note: {note}");
+        }
+        if purge && table_kept {
+            outln!("kept: the accounts and the state (the table stays in force)");
+        } else if !purge {
+            outln!("kept: the users and {}", args.config.config);
+        }
     }
     if errors.is_empty() {
-        outln!("{what}: done");
+        if maintainer {
+            outln!(
+                "pipelock-containment: {what}: containment taken down, the agent's processes \
+                 ended{}; 0 error(s) (details: journalctl -t pipelock-containment)",
+                if purge {
+                    ", the state deleted"
+                } else {
+                    "; the accounts stay"
+                }
+            );
+        } else {
+            outln!("{what}: done");
+        }
         return Ok(exit::OK);
     }
     eprintln!(

@@ -467,7 +467,9 @@ sh -e $D/prerm deconfigure in-favour other 1.0 || fail "prerm deconfigure"
 nft list ruleset | diff /tmp/rules - || fail "prerm opened a window"
 sh -e $D/postrm upgrade 0.2.0 || fail "postrm upgrade"
 sh -e $D/postinst configure 0.1.0 > /tmp/out 2>&1 || fail "postinst configure (upgrade)"
-grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade with same templates changed something"; }}
+grep -q "^pipelock-containment: contained cc-agent (uid [0-9]*) behind 127.0.0.1:8888; no changes; 0 warning(s)" /tmp/out \
+    || {{ cat /tmp/out; fail "upgrade with same templates changed something, or no one-line summary"; }}
+[ "$(wc -l < /tmp/out)" = 1 ] || {{ cat /tmp/out; fail "postinst printed more than its summary"; }}
 for a in abort-upgrade abort-remove abort-deconfigure; do
     sh -e $D/postinst $a 0.1.0 >/dev/null 2>&1 || fail "postinst $a"
 done
@@ -517,7 +519,7 @@ getent passwd cc-agent >/dev/null || fail "%pre + %post created no agent"
 nft list ruleset > /tmp/rules
 # rpm -U: new %pre 2, new %post 2, old %preun 1, old %postun 1.
 sh $R/pre.sh 2 && sh $R/post.sh 2 > /tmp/out 2>&1 || fail "%post 2"
-grep -qx "no changes" /tmp/out || {{ cat /tmp/out; fail "upgrade changed something"; }}
+grep -q "; no changes; " /tmp/out || {{ cat /tmp/out; fail "upgrade changed something"; }}
 sh $R/preun.sh 1 && sh $R/postun.sh 1 || fail "%preun/%postun 1"
 nft list ruleset | diff /tmp/rules - || fail "upgrade scriptlets touched the ruleset"
 [ -f /var/lib/pipelock-containment/manifest.json ] || fail "%postun 1 removed the state"

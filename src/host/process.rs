@@ -31,6 +31,30 @@ pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
     Ok(output)
 }
 
+/// Send `lines` to the journal as `identifier` (systemd-cat); nothing when journald does not
+/// run (a chroot, an image build).
+pub fn to_journal(identifier: &str, lines: &[String]) {
+    use std::io::Write;
+    if lines.is_empty() || !std::path::Path::new("/run/systemd/journal/socket").exists() {
+        return;
+    }
+    let Ok(mut child) = Command::new("systemd-cat")
+        .args(["-t", identifier])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        for line in lines {
+            let _ = writeln!(stdin, "{}", line.trim());
+        }
+    }
+    let _ = child.wait();
+}
+
 /// Every live (not zombie) PID whose real or effective UID is `uid` (from /proc), except ourselves.
 pub fn processes_of(uid: u32) -> Vec<i32> {
     let me = std::process::id() as i32;

@@ -37,6 +37,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("systemd-sysusers", "systemd", Need::Test),
     ("journalctl", "systemd", Need::Test),
     ("loginctl", "systemd", Need::Test),
+    ("systemd-cat", "systemd", Need::Test),
     ("ip", "iproute2", Need::Test),
     ("getfacl", "acl", Need::Test),
     ("setfacl", "acl", Need::Test),
