@@ -90,6 +90,7 @@ pub fn compose(name: &str, handwritten: &str, sysusers_text: &str) -> String {
              if [ \"$1\" -eq 0 ]; then\n\
              \x20   rmdir /usr/libexec/pipelock-containment /usr/lib/pipelock-containment /etc/pipelock-containment \\\n\
              \x20       /usr/lib/systemd/system/nftables.service.d /usr/share/doc/pipelock-containment \\\n\
+             \x20       /usr/share/licenses/pipelock-containment \\\n\
              \x20       2>/dev/null || :\n\
              fi\n\
              if [ -d /run/systemd/system ]; then\n\

@@ -1034,6 +1034,7 @@ pub fn run(lab: &mut Lab) -> Result<()> {
                     "/usr/share/fish",
                     "/usr/share/fish/vendor_completions.d",
                     "/usr/share/zsh/site-functions",
+                    "/usr/share/licenses",
                 ]);
                 let left = leftovers(&before, &after, &allowed);
                 if !left.is_empty() {
