@@ -10,6 +10,15 @@
 # containment.toml.rpmnew.
 if [ "$1" -eq 0 ]; then
     STATE=/var/lib/pipelock-containment
+    # The agent's home goes, also when its account stays: only a real directory it owns.
+    if [ -f "$STATE/managed-files" ]; then
+        while read -r kind name path; do
+            if [ "$kind" = home ] && [ -d "$path" ] && [ ! -L "$path" ] \
+                && [ "$(stat -c %U "$path")" = "$name" ]; then
+                rm -rf --one-file-system "$path"
+            fi
+        done < "$STATE/managed-files"
+    fi
     if [ -f "$STATE/purge-accounts" ]; then
         while read -r kind name; do
             case "$kind" in

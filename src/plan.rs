@@ -780,14 +780,15 @@ pub fn desired_files(
         ));
     }
     let listed: Vec<&Utf8Path> = files.iter().map(|f| f.0.as_path()).collect();
-    let text = managed_files_text(&listed, &config.ca.combined_bundle);
+    let text = managed_files_text(&listed, config);
     files.push((MANAGED_FILES_LIST.into(), 0o644, text, None));
     files
 }
 
-/// `file PATH` / `bundle PATH` lines: what postrm removes when the helper is gone and no
-/// prerm ran (`postrm disappear`). The same list apply manages, and the fixed paths.
-pub fn managed_files_text(files: &[&Utf8Path], bundle: &Utf8Path) -> String {
+/// `file PATH` / `bundle PATH` / `home USER PATH` lines: what postrm removes when the helper is
+/// gone (`postrm disappear`, and the agent's home on purge). The same list apply manages, and
+/// the fixed paths.
+pub fn managed_files_text(files: &[&Utf8Path], config: &Config) -> String {
     let mut paths: BTreeSet<&Utf8Path> = files
         .iter()
         .copied()
@@ -801,7 +802,11 @@ pub fn managed_files_text(files: &[&Utf8Path], bundle: &Utf8Path) -> String {
     for path in paths {
         text.push_str(&format!("file {path}\n"));
     }
-    text.push_str(&format!("bundle {bundle}\n"));
+    text.push_str(&format!("bundle {}\n", config.ca.combined_bundle));
+    text.push_str(&format!(
+        "home {} {}\n",
+        config.users.agent, config.users.agent_home
+    ));
     text
 }
 
@@ -1320,8 +1325,9 @@ pub fn plan_remove(config: &Config, observed: &Observed) -> Plan {
             .filter(|p| p.starts_with(paths::WRAPPER_DIR))
             .cloned(),
     );
-    // The purge list is state: it must outlive remove, for postrm purge.
+    // The purge and file lists are state: they must outlive remove, for postrm purge.
     files.remove(Utf8Path::new(PURGE_ACCOUNTS_FILE));
+    files.remove(Utf8Path::new(MANAGED_FILES_LIST));
     // First take away the way to start agents (sudoers grant, launcher, wrappers), so no new
     // agent starts between ending the running ones and deleting the table.
     // The grants rule goes too, so no operator grants anything after the grants are revoked.
@@ -1961,10 +1967,9 @@ mod tests {
     fn remove_and_check(host: &Observed) -> Plan {
         let plan = plan_remove(&Config::defaults(), host);
         let after = simulate(host, &plan);
-        assert!(after
-            .files
-            .iter()
-            .all(|(p, f)| *f == FileState::Absent || p == PURGE_ACCOUNTS_FILE));
+        assert!(after.files.iter().all(|(p, f)| *f == FileState::Absent
+            || p == PURGE_ACCOUNTS_FILE
+            || p == MANAGED_FILES_LIST));
         assert_eq!(after.nft, NftState::Absent);
         assert!(after.manifest.as_ref().unwrap().files.is_empty());
         plan

@@ -253,6 +253,7 @@ pipelock-containment remove >/dev/null 2>&1 || fail "second remove"
 pipelock-containment purge > /tmp/out 2>&1 || { cat /tmp/out; fail "purge"; }
 [ ! -e /var/lib/pipelock-containment ] || fail "state left after purge"
 getent passwd cc-agent >/dev/null || fail "purge deleted users without opt-in"
+[ ! -e /var/lib/cc-agent ] || fail "purge left the agent's home"
 
 # Opted in: the setting is remembered at apply time, so purge works after the config is gone.
 sed -i 's/delete_on_purge = false/delete_on_purge = true/' /etc/pipelock-containment/containment.toml

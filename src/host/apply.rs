@@ -1418,6 +1418,24 @@ pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<V
         }
     } else {
         log("  users kept (users.delete_on_purge = false)");
+        // The agent's home goes all the same (apply makes it again): only a real directory
+        // the agent owns.
+        for agent in &agents {
+            let Some(account) = User::from_name(agent)? else {
+                continue;
+            };
+            let Ok(home) = Utf8PathBuf::from_path_buf(account.dir) else {
+                continue;
+            };
+            let ours = std::fs::symlink_metadata(&home)
+                .is_ok_and(|m| m.is_dir() && m.uid() == account.uid.as_raw());
+            if ours && home != "/" {
+                log(&format!("  remove the agent's home {home}"));
+                if let Err(err) = std::fs::remove_dir_all(&home) {
+                    errors.push(format!("removing {home}: {err}"));
+                }
+            }
+        }
     }
     // Grant records kept outside the state directory (grants.records set elsewhere).
     let mut records: Vec<Utf8PathBuf> = manifest
