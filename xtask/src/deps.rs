@@ -80,6 +80,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("rpmsign", "rpm", Need::Test),
     ("lintian", "lintian", Need::Test),
     ("rpmlint", "rpmlint", Need::Test),
+    ("piuparts", "piuparts", Need::Test),
     ("shellcheck", "shellcheck", Need::Test),
     // the end-to-end suite: a booted Debian container, repositories, a stand-in proxy
     ("debootstrap", "debootstrap", Need::Test),

@@ -7,6 +7,7 @@ mod e2e;
 mod generate;
 mod inspect;
 mod lint;
+mod piuparts;
 mod rpm_scripts;
 mod site;
 mod test;
@@ -37,6 +38,8 @@ enum Task {
     CheckPackages(dist::DistArgs),
     /// Check site builds: a site config's names land in the packages, a bad one fails the build.
     SiteCheck,
+    /// Build the packages and run piuparts on the .deb in a fresh bookworm chroot (root).
+    Piuparts(dist::DistArgs),
     /// The project's test command: cargo test, package checks, lint, site builds, end-to-end.
     Test,
     /// Write a signed apt repository and a signed dnf repository from target/dist/*.deb and
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
             dist::dist(&args).and_then(|packages| inspect::check(&packages))
         }
         Task::SiteCheck => site::check(),
+        Task::Piuparts(args) => dist::dist(&args).and_then(|packages| {
+            if !piuparts::run(&packages)? {
+                anyhow::bail!("piuparts needs root (it builds and enters a chroot)");
+            }
+            Ok(())
+        }),
         Task::Test => test::run(),
         Task::Repo(args) => e2e::repo_command(&args),
         Task::E2e(args) => e2e::e2e_command(&args),
