@@ -87,6 +87,8 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("systemd-nspawn", "systemd-container", Need::Test),
     ("apt-ftparchive", "apt-utils", Need::Test),
     ("createrepo_c", "createrepo-c", Need::Test),
+    ("dnf", "dnf", Need::Test),
+    ("rpmbuild", "rpm", Need::Test),
     ("gpg", "gnupg", Need::Test),
     ("gpgconf", "gnupg", Need::Test),
     ("tinyproxy", "tinyproxy", Need::Test),

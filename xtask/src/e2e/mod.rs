@@ -9,6 +9,7 @@ pub mod bench;
 pub mod checks;
 pub mod chroot;
 pub mod container;
+pub mod dnf;
 pub mod net;
 pub mod proc;
 pub mod repo;
@@ -414,6 +415,21 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
                 let deb = first_with_ext(&pkgs, ".deb")?.context("no .deb to install")?;
                 let done = chroot::install_and_remove(&tar, &deb, &work.join("chroot"))?;
                 println!("    {done}: this machine's ruleset unchanged, its canary alive");
+                Ok(())
+            },
+        )?;
+        steps.run(
+            "dnf: install, upgrade, remove, reinstall from the signed dnf repository",
+            || {
+                let tar = rootfs::cached_tarball(&target.join("e2e-cache"))?;
+                let rpm = first_with_ext(&pkgs, ".rpm")?.context("no .rpm to install")?;
+                let upgrade = first_with_ext(&upgrade_dir, ".rpm")?.context("no upgrade .rpm")?;
+                for line in
+                    dnf::install_upgrade_remove(&tar, &rpm, &upgrade, &work.join("dnf"), &key)?
+                {
+                    println!("    {line}");
+                }
+                println!("    this machine's nft ruleset unchanged");
                 Ok(())
             },
         )?;
