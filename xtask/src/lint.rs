@@ -27,10 +27,15 @@ pub fn lint(packages: &Packages) -> Result<()> {
 
 fn lintian(packages: &Packages) -> Result<()> {
     let mut command = Command::new("lintian");
+    // lintian -EvIL +pedantic: experimental, info and pedantic tags shown; E and W fail.
     command.args([
         "--fail-on",
         "error,warning",
+        "--display-experimental",
+        "--verbose",
         "--display-info",
+        "--display-level",
+        "+pedantic",
         packages.deb.as_str(),
     ]);
     let out = cmd::capture(&mut command)?;

@@ -38,7 +38,8 @@ enum Task {
     CheckPackages(dist::DistArgs),
     /// Check site builds: a site config's names land in the packages, a bad one fails the build.
     SiteCheck,
-    /// Build the packages and run piuparts on the .deb in a fresh bookworm chroot (root).
+    /// Build the packages and run piuparts on the .deb in a fresh bookworm chroot (root; the
+    /// e2e also runs it, with the upgrade from the previous release).
     Piuparts(dist::DistArgs),
     /// The project's test command: cargo test, package checks, lint, site builds, end-to-end.
     Test,
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
         }
         Task::SiteCheck => site::check(),
         Task::Piuparts(args) => dist::dist(&args).and_then(|packages| {
-            if !piuparts::run(&packages)? {
+            if !piuparts::run(&packages.deb, None)? {
                 anyhow::bail!("piuparts needs root (it builds and enters a chroot)");
             }
             Ok(())

@@ -1,12 +1,14 @@
-//! piuparts (from Debian's archive) on the built .deb: install, purge, and install, remove,
-//! install again, in a fresh bookworm chroot; files left after purge fail the run.
+//! piuparts (from Debian's archive) on a built .deb: install, purge, and install, remove,
+//! install again, in a fresh bookworm chroot, and with a signed repository holding the
+//! previous release, the upgrade from it; files left after purge fail the run.
 
 use std::process::Command;
 
 use anyhow::{bail, Result};
 
+use camino::Utf8Path;
+
 use crate::cmd;
-use crate::dist::Packages;
 
 /// What systemd itself leaves when piuparts purges it again: the package pulls systemd into
 /// the minbase chroot, and systemd's tmpfiles.d makes these. None of them is this package's.
@@ -19,8 +21,16 @@ const SYSTEMD_LEFTOVERS: &[&str] = &[
     "/var/log/private/",
 ];
 
+/// A signed apt repository (`repo::build`'s layout) that holds the release to upgrade from.
+pub struct Previous<'a> {
+    pub repo: &'a Utf8Path,
+    pub suite: &'a str,
+    pub component: &'a str,
+    pub keyring: &'a str,
+}
+
 /// Ok(false): not root, nothing ran (the caller reports the skip).
-pub fn run(packages: &Packages) -> Result<bool> {
+pub fn run(deb: &Utf8Path, previous: Option<&Previous<'_>>) -> Result<bool> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(false);
     }
@@ -37,7 +47,16 @@ pub fn run(packages: &Packages) -> Result<bool> {
     for path in SYSTEMD_LEFTOVERS {
         command.args(["--ignore", path]);
     }
-    command.arg(packages.deb.as_str());
+    // The previous release in the chroot's sources: piuparts then also installs it and
+    // upgrades to this .deb. The repository is bind-mounted at its own path.
+    if let Some(p) = previous {
+        let line = format!(
+            "deb [signed-by={}/{}] file://{}/apt {} {}",
+            p.repo, p.keyring, p.repo, p.suite, p.component
+        );
+        command.args(["--bindmount", p.repo.as_str(), "--extra-repo", &line]);
+    }
+    command.arg(deb.as_str());
     let out = cmd::capture(&mut command)?;
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -50,9 +69,17 @@ pub fn run(packages: &Packages) -> Result<bool> {
         eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         bail!("piuparts failed ({}): {}", out.status, failures.join(" | "));
     }
+    let upgrade = log.contains("PASS: Installation, upgrade and purging tests");
+    if previous.is_some() && !upgrade {
+        bail!("piuparts did not run the upgrade from the previous release");
+    }
     eprintln!(
-        "piuparts: {} passed (install, purge, install-remove-install; nothing left)",
-        packages.deb
+        "piuparts: {deb} passed (install, purge, install-remove-install{}; nothing left)",
+        if upgrade {
+            ", upgrade from the previous release"
+        } else {
+            ""
+        }
     );
     Ok(true)
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::dist::{self, DistArgs, Packages};
-use crate::{cmd, deps, inspect, lint, piuparts, site};
+use crate::{cmd, deps, inspect, lint, site};
 
 /// How a step ended.
 enum Outcome {
@@ -60,23 +60,10 @@ pub fn run() -> Result<()> {
             timed(&mut results, "site-check", || {
                 site::check().map(|()| Outcome::Passed)
             });
-            timed(&mut results, "piuparts", || {
-                Ok(if piuparts::run(packages)? {
-                    Outcome::Passed
-                } else {
-                    Outcome::Skipped("needs root (piuparts builds and enters a chroot)".into())
-                })
-            });
             timed(&mut results, "e2e", || e2e(packages));
         }
         None => {
-            for name in [
-                "check-packages",
-                "lint-packages",
-                "site-check",
-                "piuparts",
-                "e2e",
-            ] {
+            for name in ["check-packages", "lint-packages", "site-check", "e2e"] {
                 eprintln!("SKIPPED: {name}: the packages were not built");
                 results.push(StepResult {
                     name,

@@ -419,6 +419,22 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
             },
         )?;
         steps.run(
+            "piuparts: install, purge, reinstall, upgrade from the previous release",
+            || {
+                let upgrade = first_with_ext(&upgrade_dir, ".deb")?.context("no upgrade .deb")?;
+                let previous = crate::piuparts::Previous {
+                    repo: &repo_dir,
+                    suite: repo::SUITE,
+                    component: repo::COMPONENT,
+                    keyring: repo::KEYRING,
+                };
+                if !crate::piuparts::run(&upgrade, Some(&previous))? {
+                    bail!("piuparts needs root");
+                }
+                Ok(())
+            },
+        )?;
+        steps.run(
             "dnf: install, upgrade, remove, reinstall from the signed dnf repository",
             || {
                 let tar = rootfs::cached_tarball(&target.join("e2e-cache"))?;
