@@ -335,7 +335,7 @@ impl Config {
                     ),
                 );
             }
-            if let Some(problem) = crate::launch::passthrough_problem(name) {
+            if let Some(problem) = passthrough_problem(name) {
                 return fail("tools.env_passthrough", format!("{name:?}: {problem}"));
             }
         }
@@ -515,9 +515,65 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Proxy variables, both cases: curl ignores upper-case HTTP_PROXY, others read only upper case.
+pub const PROXY_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// Variables that point TLS clients (OpenSSL, Python requests, curl, git, cargo, pip) at the
+/// combined bundle: the system roots plus the proxy CA.
+pub const BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "PIP_CERT",
+];
+
+/// Node adds this file to its own built-in roots.
+pub const NODE_CA_VAR: &str = "NODE_EXTRA_CA_CERTS";
+
+/// Why an extra pass-through variable may not be configured, if it may not.
+///
+/// Variables the launcher sets itself must come from it; loader and sudo variables would change
+/// what runs; `PIPELOCK_*` is reserved for the helper.
+pub fn passthrough_problem(name: &str) -> Option<String> {
+    let set_here = ["HOME", "PATH", "USER", "LOGNAME", "NO_PROXY", "no_proxy"]
+        .iter()
+        .chain(PROXY_VARS)
+        .chain(BUNDLE_VARS)
+        .any(|var| *var == name)
+        || name == NODE_CA_VAR;
+    if set_here {
+        return Some(format!("{name} is set by the launcher itself"));
+    }
+    for prefix in ["LD_", "SUDO_", "PIPELOCK_"] {
+        if name.starts_with(prefix) {
+            return Some(format!("{prefix}* variables may not pass to the agent"));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passthrough_problems() {
+        assert!(passthrough_problem("EDITOR").is_none());
+        assert!(passthrough_problem("https_proxy").is_some());
+        assert!(passthrough_problem("NODE_EXTRA_CA_CERTS").is_some());
+        assert!(passthrough_problem("LD_LIBRARY_PATH").is_some());
+        assert!(passthrough_problem("SUDO_UID").is_some());
+        assert!(passthrough_problem("PIPELOCK_CONTAINMENT_CONFIG").is_some());
+    }
 
     fn with_replaced(from: &str, to: &str) -> Result<Config, ConfigError> {
         assert!(DEFAULT_CONFIG_TOML.contains(from), "fixture lost: {from}");

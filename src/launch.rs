@@ -12,7 +12,10 @@ use std::os::unix::ffi::OsStrExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::config::{is_valid_tool, tool_command_name, Config};
+use crate::config::{
+    is_valid_tool, passthrough_problem, tool_command_name, Config, BUNDLE_VARS, NODE_CA_VAR,
+    PROXY_VARS,
+};
 use crate::exit;
 use crate::facts::Account;
 use crate::paths;
@@ -30,30 +33,6 @@ pub const BASE_PASSTHROUGH: &[&str] = &["TERM", "COLORTERM", "LANG", "LANGUAGE",
 
 /// Where NO_PROXY points: loopback never goes through the proxy.
 pub const NO_PROXY: &str = "127.0.0.1,localhost,::1";
-
-/// Proxy variables, both cases: curl ignores upper-case HTTP_PROXY, others read only upper case.
-pub const PROXY_VARS: &[&str] = &[
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-];
-
-/// Variables that point TLS clients (OpenSSL, Python requests, curl, git, cargo, pip) at the
-/// combined bundle: the system roots plus the proxy CA.
-pub const BUNDLE_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "CARGO_HTTP_CAINFO",
-    "PIP_CERT",
-];
-
-/// Node adds this file to its own built-in roots.
-pub const NODE_CA_VAR: &str = "NODE_EXTRA_CA_CERTS";
 
 /// Why a launch is refused; each kind has its own exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,28 +205,6 @@ pub fn proxy_url(address: IpAddr, port: u16) -> String {
         IpAddr::V4(v4) => format!("http://{v4}:{port}"),
         IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
     }
-}
-
-/// Why an extra pass-through variable may not be configured, if it may not.
-///
-/// Variables agent-exec sets itself must come from it; loader and sudo variables would change
-/// what runs; `PIPELOCK_*` is reserved (agent-exec reads `PIPELOCK_CONTAINMENT_CONFIG`).
-pub fn passthrough_problem(name: &str) -> Option<String> {
-    let set_here = ["HOME", "PATH", "USER", "LOGNAME", "NO_PROXY", "no_proxy"]
-        .iter()
-        .chain(PROXY_VARS)
-        .chain(BUNDLE_VARS)
-        .any(|var| *var == name)
-        || name == NODE_CA_VAR;
-    if set_here {
-        return Some(format!("{name} is set by agent-exec itself"));
-    }
-    for prefix in ["LD_", "SUDO_", "PIPELOCK_"] {
-        if name.starts_with(prefix) {
-            return Some(format!("{prefix}* variables may not pass to the agent"));
-        }
-    }
-    None
 }
 
 /// The pass-through list: the base list plus the configured extras that may pass.
@@ -428,16 +385,6 @@ mod tests {
             passthrough_names(&config),
             ["TERM", "COLORTERM", "LANG", "LANGUAGE", "LC_*", "EDITOR"]
         );
-    }
-
-    #[test]
-    fn passthrough_problems() {
-        assert!(passthrough_problem("EDITOR").is_none());
-        assert!(passthrough_problem("https_proxy").is_some());
-        assert!(passthrough_problem("NODE_EXTRA_CA_CERTS").is_some());
-        assert!(passthrough_problem("LD_LIBRARY_PATH").is_some());
-        assert!(passthrough_problem("SUDO_UID").is_some());
-        assert!(passthrough_problem("PIPELOCK_CONTAINMENT_CONFIG").is_some());
     }
 
     #[test]

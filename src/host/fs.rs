@@ -1,4 +1,4 @@
-//! File-system helpers: the one atomic, symlink-safe writer; reading the config; a review tree of rendered files.
+//! File-system helpers: the one atomic, symlink-safe writer; reading the config and the grant records; review trees.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
@@ -16,6 +16,15 @@ pub fn read_config(path: &Utf8Path) -> Result<Config> {
         format!("cannot read the config {path}: install the package, or pass --config FILE")
     })?;
     Ok(Config::parse(&text, path.as_str())?)
+}
+
+/// The workspace grant records at `path` (none when the file does not exist); the error names it.
+pub fn read_grant_records(path: &Utf8Path) -> Result<crate::grants::Records> {
+    if !path.exists() {
+        return Ok(crate::grants::Records::new());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    crate::grants::Records::parse(&text, path.as_str()).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Write rendered files below `root`, mirroring their absolute paths, with their modes.

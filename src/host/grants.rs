@@ -1229,10 +1229,5 @@ pub fn expire(config: &Config) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
 
 /// The active grants (no lock needed: the file is replaced by rename, never half-written).
 pub fn list(config: &Config) -> Result<Records> {
-    if !config.grants.records.exists() {
-        return Ok(Records::new());
-    }
-    let text = std::fs::read_to_string(&config.grants.records)
-        .with_context(|| format!("reading {}", config.grants.records))?;
-    Records::parse(&text, config.grants.records.as_str()).map_err(|e| anyhow!(e))
+    super::fs::read_grant_records(&config.grants.records)
 }

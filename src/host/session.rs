@@ -153,7 +153,7 @@ fn active_grants(config: &Config) -> Vec<GrantRecord> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match crate::host::grants::list(config) {
+    match crate::host::fs::read_grant_records(&config.grants.records) {
         Ok(records) => records
             .grants
             .into_iter()

@@ -62,6 +62,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("dmesg", "util-linux", Need::Test),
     ("timeout", "coreutils", Need::Test),
     ("cat", "coreutils", Need::Test),
+    ("cp", "coreutils", Need::Test),
     ("rm", "coreutils", Need::Test),
     ("md5sum", "coreutils", Need::Build),
     ("chroot", "coreutils", Need::Test),

@@ -88,10 +88,6 @@ pub fn write_all(dir: &Utf8Path, version: &str, config_text: &str, config: &Conf
         sysusers::render(config).as_bytes(),
     )?;
     write(
-        &dir.join("50-pipelock-containment.preset"),
-        crate::rpm_scripts::preset_text().as_bytes(),
-    )?;
-    write(
         &dbus_dir.join(format!("{BIN}.conf")),
         render::render_dbus_policy(config)?.as_bytes(),
     )?;

@@ -14,13 +14,16 @@ use crate::generate;
 use pipelock_containment::plan::UNITS;
 /// The package's systemd preset: every unit above enabled unless a site's preset says otherwise.
 pub const PRESET_FILE: &str = "/usr/lib/systemd/system-preset/50-pipelock-containment.preset";
+/// Its name in the generated directory (the .rpm's asset).
+const PRESET_NAME: &str = "50-pipelock-containment.preset";
 /// The proxy: enabled, started, restarted after an upgrade.
 const PROXY_UNIT: &str = "pipelock-proxy.service";
 
 /// The four scriptlets: (hand-written source, generated file name).
 pub const SCRIPTLETS: [&str; 4] = ["pre", "post", "preun", "postun"];
 
-/// Compose each scriptlet from `root/rpm/NAME.sh` into `generated/rpm/NAME.sh`.
+/// Compose each scriptlet from `root/rpm/NAME.sh` into `generated/rpm/NAME.sh`, and write the
+/// preset file beside them.
 pub fn write_all(root: &Utf8Path, generated: &Utf8Path, sysusers_text: &str) -> Result<()> {
     let out_dir = generated.join("rpm");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {out_dir}"))?;
@@ -31,6 +34,7 @@ pub fn write_all(root: &Utf8Path, generated: &Utf8Path, sysusers_text: &str) -> 
         let text = compose(name, &handwritten, sysusers_text);
         generate::write(&out_dir.join(format!("{name}.sh")), text.as_bytes())?;
     }
+    generate::write(&generated.join(PRESET_NAME), preset_text().as_bytes())?;
     Ok(())
 }
 
