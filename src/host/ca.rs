@@ -456,14 +456,7 @@ pub fn inspect_at(paths: &CaPaths, owners: &Owners, now: i64) -> CaInspection {
 
 /// Hold an exclusive lock on the bundle's directory (created 0755 if missing) until dropped.
 fn lock_bundle_dir(bundle: &Utf8Path) -> Result<nix::fcntl::Flock<File>> {
-    let dir = bundle_dir(bundle)?;
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("cannot create the directory {dir}"))?;
-    }
+    let dir = ensure_bundle_dir(bundle)?;
     let file = File::open(dir).with_context(|| format!("cannot open the directory {dir}"))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno)
@@ -520,7 +513,7 @@ fn install_bundle(
                 (false, true) => BundleAction::WouldFixPermissions,
                 (false, false) => {
                     // Rewriting gives a fresh inode: also breaks any hard link to it.
-                    write_atomic(path, contents, owner, BUNDLE_MODE)?;
+                    write_bundle(path, contents, owner, BUNDLE_MODE)?;
                     BundleAction::PermissionsFixed
                 }
             });
@@ -529,13 +522,13 @@ fn install_bundle(
     if dry_run {
         return Ok(BundleAction::WouldWrite);
     }
-    write_atomic(path, contents, owner, BUNDLE_MODE)?;
+    write_bundle(path, contents, owner, BUNDLE_MODE)?;
     Ok(BundleAction::Written)
 }
 
-/// The bundle through `host::fs::write_atomic`, its directory made first (mode 0755).
-pub fn write_atomic(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u32) -> Result<()> {
-    let dir = bundle_dir(path)?;
+/// The bundle's directory, created (mode 0755) when missing.
+fn ensure_bundle_dir(bundle: &Utf8Path) -> Result<&Utf8Path> {
+    let dir = bundle_dir(bundle)?;
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -543,6 +536,12 @@ pub fn write_atomic(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u
             .create(dir)
             .with_context(|| format!("cannot create the directory {dir}"))?;
     }
+    Ok(dir)
+}
+
+/// The bundle through `host::fs::write_atomic`, its directory made first.
+fn write_bundle(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u32) -> Result<()> {
+    ensure_bundle_dir(path)?;
     crate::host::fs::write_atomic(path, contents, owner, mode)
 }
 
