@@ -1535,6 +1535,24 @@ mod tests {
         })
     }
 
+    /// Apply after the agent was recreated with UID 990 (the files rendered for it).
+    fn apply_as_uid_990(config: &Config, observed: &Observed) -> Plan {
+        let mut facts = facts();
+        facts.agent.uid = 990;
+        let files = crate::render::render_all(config, &facts).unwrap();
+        plan_apply(&ApplyInput {
+            config,
+            rendered: &files,
+            observed,
+            users_created: &[],
+            groups_created: &[],
+            version: "0.1.0",
+            agent_uid: 990,
+            now: 3000,
+            manage_units: true,
+        })
+    }
+
     /// The host after `plan` ran on `before`: what the executor would leave.
     fn simulate(before: &Observed, plan: &Plan) -> Observed {
         let mut after = before.clone();
@@ -2120,20 +2138,7 @@ mod tests {
             .iter()
             .any(|n| n.contains("no process is signalled")));
         // A renamed agent in an image: the former agent's processes are not ours to end either.
-        let mut facts = facts();
-        facts.agent.uid = 990;
-        let files = crate::render::render_all(&config, &facts).unwrap();
-        let plan = plan_apply(&ApplyInput {
-            config: &config,
-            rendered: &files,
-            observed: &host,
-            users_created: &[],
-            groups_created: &[],
-            version: "0.1.0",
-            agent_uid: 990,
-            now: 1000,
-            manage_units: true,
-        });
+        let plan = apply_as_uid_990(&config, &host);
         assert!(!ids(&plan).iter().any(|id| id.starts_with("processes:")));
     }
 
@@ -2159,20 +2164,7 @@ mod tests {
         let config = Config::defaults();
         let after = simulate(&empty_host(), &apply(&config, &empty_host()));
         assert_eq!(after.manifest.as_ref().unwrap().agent_uid, Some(987));
-        let mut facts = facts();
-        facts.agent.uid = 990;
-        let files = crate::render::render_all(&config, &facts).unwrap();
-        let plan = plan_apply(&ApplyInput {
-            config: &config,
-            rendered: &files,
-            observed: &after,
-            users_created: &[],
-            groups_created: &[],
-            version: "0.1.0",
-            agent_uid: 990,
-            now: 3000,
-            manage_units: true,
-        });
+        let plan = apply_as_uid_990(&config, &after);
         let end = position(&plan, "processes:cc-agent");
         assert!(matches!(
             &plan.steps[end],
