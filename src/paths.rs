@@ -27,3 +27,8 @@ pub const HELPER: &str = "/usr/bin/pipelock-containment";
 pub const GRANT_RECORDS: &str = "/var/lib/pipelock-containment/grants.json";
 /// The sudoers drop-in that lets operators grant their own directories.
 pub const SUDOERS_GRANTS_DROPIN: &str = "/etc/sudoers.d/pipelock-containment-grants";
+/// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the
+/// config opts in).
+pub const PURGE_ACCOUNTS_FILE: &str = "/var/lib/pipelock-containment/purge-accounts";
+/// Shell-readable list of the managed files, for postrm when the helper is gone.
+pub const MANAGED_FILES_LIST: &str = "/var/lib/pipelock-containment/managed-files";

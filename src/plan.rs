@@ -42,20 +42,9 @@ const HELPER_UNITS: &[&str] = &[
 ];
 /// The operator's own pipelock user unit that install migrates away from.
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
-/// Shell-readable list of accounts postrm/%postun deletes on purge (present only when the config opts in).
-pub const PURGE_ACCOUNTS_FILE: &str = "/var/lib/pipelock-containment/purge-accounts";
-/// Shell-readable list of the managed files, for postrm when the helper is gone.
-pub const MANAGED_FILES_LIST: &str = "/var/lib/pipelock-containment/managed-files";
-/// Files remove deletes even when the manifest is lost.
-const FIXED_FILES: &[&str] = &[
-    paths::RULE_FILE,
-    paths::SUDOERS_DROPIN,
-    paths::SUDOERS_GRANTS_DROPIN,
-    paths::PROXY_UNIT_DROPIN,
-    crate::ca::PATH_UNIT_DROPIN,
-    paths::OLD_LAUNCHER,
-    crate::account::SSHD_DROPIN,
-];
+pub use crate::paths::MANAGED_FILES_LIST;
+pub use crate::paths::PURGE_ACCOUNTS_FILE;
+use crate::render::FIXED_FILES;
 /// The manifest of everything apply manages.
 pub const MANIFEST_FILE: &str = "/var/lib/pipelock-containment/manifest.json";
 /// The packaged sysusers.d file (defaults only).
@@ -751,12 +740,11 @@ pub fn plan_accounts(config: &Config, seen: &AccountsObserved) -> Vec<Step> {
     steps
 }
 
-/// Every file apply manages: the rendered ones plus the purge list when the config opts in.
+/// Every file apply manages: what `render_all` renders, as (path, mode, contents, kind).
 pub fn desired_files(
-    config: &Config,
     rendered: &[RenderedFile],
 ) -> Vec<(Utf8PathBuf, u32, String, Option<FileKind>)> {
-    let mut files: Vec<_> = rendered
+    rendered
         .iter()
         .map(|file| {
             (
@@ -766,58 +754,7 @@ pub fn desired_files(
                 Some(file.kind),
             )
         })
-        .collect();
-    let system_bundle = config.ca.system_bundle.as_ref().map(|p| p.as_str());
-    if let Some(text) = crate::ca::path_unit_dropin(config.ca.proxy_ca.as_str(), system_bundle) {
-        files.push((crate::ca::PATH_UNIT_DROPIN.into(), 0o644, text, None));
-    }
-    if config.users.delete_on_purge {
-        files.push((
-            PURGE_ACCOUNTS_FILE.into(),
-            0o644,
-            purge_accounts_text(config),
-            None,
-        ));
-    }
-    let listed: Vec<&Utf8Path> = files.iter().map(|f| f.0.as_path()).collect();
-    let text = managed_files_text(&listed, config);
-    files.push((MANAGED_FILES_LIST.into(), 0o644, text, None));
-    files
-}
-
-/// `file PATH` / `bundle PATH` / `home USER PATH` lines: what postrm removes when the helper is
-/// gone (`postrm disappear`, and the agent's home on purge). The same list apply manages, and
-/// the fixed paths.
-pub fn managed_files_text(files: &[&Utf8Path], config: &Config) -> String {
-    let mut paths: BTreeSet<&Utf8Path> = files
-        .iter()
-        .copied()
-        .filter(|p| !p.starts_with(paths::STATE_DIR))
-        .collect();
-    paths.extend(FIXED_FILES.iter().map(Utf8Path::new));
-    let mut text = String::from(
-        "# Written by pipelock-containment apply: the files it manages, for postrm when the\n\
-         # helper is gone (a bundle is removed only if it starts with the helper's header).\n",
-    );
-    for path in paths {
-        text.push_str(&format!("file {path}\n"));
-    }
-    text.push_str(&format!("bundle {}\n", config.ca.combined_bundle));
-    text.push_str(&format!(
-        "home {} {}\n",
-        config.users.agent, config.users.agent_home
-    ));
-    text
-}
-
-/// `user NAME` / `group NAME` lines that postrm purge (a shell script) reads.
-pub fn purge_accounts_text(config: &Config) -> String {
-    format!(
-        "# Written by pipelock-containment apply because users.delete_on_purge = true.\n\
-         # Package purge deletes these accounts (the config itself is gone by then).\n\
-         agent {}\nuser {}\ngroup {}\n",
-        config.users.agent, config.users.proxy, config.users.operators_group
-    )
+        .collect()
 }
 
 /// Inputs of `plan_apply` besides the snapshot.
@@ -849,7 +786,7 @@ fn file_matches(state: &FileState, contents: &str, mode: u32) -> bool {
 pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     let observed = input.observed;
     let mut plan = Plan::default();
-    let desired = desired_files(input.config, input.rendered);
+    let desired = desired_files(input.rendered);
 
     // Validators run on every artefact that has one, changed or not, whenever anything changes;
     // they are added at the front once we know the plan is not empty.

@@ -1,7 +1,7 @@
 //! Renders every generated file from config and facts through strict Handlebars templates (pure, no I/O).
 
 use anyhow::{Context, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use handlebars::Handlebars;
 use serde::Serialize;
 
@@ -21,7 +21,24 @@ pub enum FileKind {
     Wrapper,
     SystemdDropIn,
     SshdDropIn,
+    /// The CA path unit's drop-in for inputs outside what the packaged unit watches.
+    CaPathDropIn,
+    /// Lists in the state directory that postrm (plain shell) reads: the purge list and the
+    /// managed files.
+    State,
 }
+
+/// Generated files at fixed paths: remove deletes them even when the manifest is lost, and the
+/// managed-files list always names them.
+pub const FIXED_FILES: &[&str] = &[
+    paths::RULE_FILE,
+    paths::SUDOERS_DROPIN,
+    paths::SUDOERS_GRANTS_DROPIN,
+    paths::PROXY_UNIT_DROPIN,
+    crate::ca::PATH_UNIT_DROPIN,
+    paths::OLD_LAUNCHER,
+    crate::account::SSHD_DROPIN,
+];
 
 /// One file as it should be on the host (owned by root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -158,7 +175,67 @@ pub fn render_all(config: &Config, facts: &Facts) -> Result<Vec<RenderedFile>> {
             contents: render("wrapper", &serde_json::to_value(&wrapper)?)?,
         });
     }
+    let system_bundle = config.ca.system_bundle.as_ref().map(|p| p.as_str());
+    if let Some(text) = crate::ca::path_unit_dropin(config.ca.proxy_ca.as_str(), system_bundle) {
+        files.push(file(
+            crate::ca::PATH_UNIT_DROPIN,
+            FileKind::CaPathDropIn,
+            0o644,
+            text,
+        ));
+    }
+    if config.users.delete_on_purge {
+        files.push(file(
+            paths::PURGE_ACCOUNTS_FILE,
+            FileKind::State,
+            0o644,
+            purge_accounts_text(config),
+        ));
+    }
+    let listed: Vec<&Utf8Path> = files.iter().map(|f| f.path.as_path()).collect();
+    let list = managed_files_text(&listed, config);
+    files.push(file(
+        paths::MANAGED_FILES_LIST,
+        FileKind::State,
+        0o644,
+        list,
+    ));
     Ok(files)
+}
+
+/// `file PATH` / `bundle PATH` / `home USER PATH` lines: what postrm removes when the helper is
+/// gone (`postrm disappear`, and the agent's home on purge): the files apply manages outside
+/// the state directory, and the fixed paths.
+fn managed_files_text(files: &[&Utf8Path], config: &Config) -> String {
+    let listed: std::collections::BTreeSet<&Utf8Path> = files
+        .iter()
+        .copied()
+        .chain(FIXED_FILES.iter().map(Utf8Path::new))
+        .filter(|p| !p.starts_with(paths::STATE_DIR))
+        .collect();
+    let mut text = String::from(
+        "# Written by pipelock-containment apply: the files it manages, for postrm when the\n\
+         # helper is gone (a bundle is removed only if it starts with the helper's header).\n",
+    );
+    for path in listed {
+        text.push_str(&format!("file {path}\n"));
+    }
+    text.push_str(&format!("bundle {}\n", config.ca.combined_bundle));
+    text.push_str(&format!(
+        "home {} {}\n",
+        config.users.agent, config.users.agent_home
+    ));
+    text
+}
+
+/// `agent NAME` / `user NAME` / `group NAME` lines that postrm purge (a shell script) reads.
+fn purge_accounts_text(config: &Config) -> String {
+    format!(
+        "# Written by pipelock-containment apply because users.delete_on_purge = true.\n\
+         # Package purge deletes these accounts (the config itself is gone by then).\n\
+         agent {}\nuser {}\ngroup {}\n",
+        config.users.agent, config.users.proxy, config.users.operators_group
+    )
 }
 
 fn template_context<'a>(config: &'a Config, facts: &'a Facts) -> TemplateContext<'a> {

@@ -1237,7 +1237,7 @@ pub fn plan_for_host(
     };
     let facts = crate::host::facts::gather(config, assumed)?;
     let rendered = crate::render::render_all(config, &facts)?;
-    let wanted: Vec<Utf8PathBuf> = plan::desired_files(config, &rendered)
+    let wanted: Vec<Utf8PathBuf> = plan::desired_files(&rendered)
         .into_iter()
         .map(|f| f.0)
         .chain(deny_list_paths())
