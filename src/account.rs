@@ -3,11 +3,28 @@
 /// cron's and at's deny lists: a listed user may not submit jobs.
 pub const CRON_DENY: &str = "/etc/cron.deny";
 pub const AT_DENY: &str = "/etc/at.deny";
-/// The scheduler that reads each deny list: the list is edited only where it is installed (or
-/// the list already exists), so no package later finds a file it ships already there.
-pub const DENY_LISTS: &[(&str, &[&str])] = &[
-    (CRON_DENY, &["/usr/bin/crontab"]),
-    (AT_DENY, &["/usr/bin/at"]),
+/// A job scheduler and its lists. Its deny list is edited only where one of `programs` is
+/// installed (or the list already exists), so no package later finds a file it ships there.
+pub struct Scheduler {
+    pub name: &'static str,
+    pub deny: &'static str,
+    pub allow: &'static str,
+    pub programs: &'static [&'static str],
+}
+
+pub const SCHEDULERS: &[Scheduler] = &[
+    Scheduler {
+        name: "cron",
+        deny: CRON_DENY,
+        allow: "/etc/cron.allow",
+        programs: &["/usr/bin/crontab"],
+    },
+    Scheduler {
+        name: "at",
+        deny: AT_DENY,
+        allow: "/etc/at.allow",
+        programs: &["/usr/bin/at"],
+    },
 ];
 
 /// The sshd drop-in that denies the agent; written only where the distro's sshd_config

@@ -176,7 +176,7 @@ pub struct Observed {
     pub user_unit_links: Vec<UserUnitLink>,
     /// The combined CA bundle: what is there and what apply would write. None: not looked at.
     pub ca: Option<CaState>,
-    /// Deny lists (`account::DENY_LISTS`) whose scheduler is installed.
+    /// Deny lists (`account::SCHEDULERS`) whose scheduler is installed.
     pub schedulers: BTreeSet<Utf8PathBuf>,
     /// A chroot or image build (or it cannot be told): no process is signalled, since the
     /// processes here belong to the machine building the image.
@@ -1087,8 +1087,8 @@ fn plan_deny_lists(
         .map(|m| m.deny_lists.clone())
         .unwrap_or_default();
     let mut ours = BTreeMap::new();
-    for (path, _) in crate::account::DENY_LISTS {
-        let path = Utf8PathBuf::from(*path);
+    for scheduler in crate::account::SCHEDULERS {
+        let path = Utf8PathBuf::from(scheduler.deny);
         let previous = observed.file(&path);
         if previous == FileState::Absent && !observed.schedulers.contains(&path) {
             notes.push(format!(
@@ -1449,9 +1449,9 @@ mod tests {
                 .collect(),
             user_unit_links: Vec::new(),
             ca: None,
-            schedulers: crate::account::DENY_LISTS
+            schedulers: crate::account::SCHEDULERS
                 .iter()
-                .map(|(path, _)| Utf8PathBuf::from(*path))
+                .map(|s| Utf8PathBuf::from(s.deny))
                 .collect(),
             chroot: false,
         }

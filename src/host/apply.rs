@@ -213,9 +213,14 @@ pub fn observe_user_units() -> Vec<UserUnitLink> {
 }
 
 fn deny_list_paths() -> impl Iterator<Item = Utf8PathBuf> {
-    crate::account::DENY_LISTS
+    crate::account::SCHEDULERS
         .iter()
-        .map(|(path, _)| Utf8PathBuf::from(*path))
+        .map(|s| Utf8PathBuf::from(s.deny))
+}
+
+/// One of the scheduler's programs is on this host.
+pub fn scheduler_installed(scheduler: &crate::account::Scheduler) -> bool {
+    scheduler.programs.iter().any(|p| Utf8Path::new(p).exists())
 }
 
 /// The host snapshot for `paths` plus what the previous manifest managed.
@@ -246,10 +251,10 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         .chain(crate::account::SSHD_UNITS)
         .map(|unit| (unit.to_string(), observe_unit(unit, running)))
         .collect();
-    let schedulers = crate::account::DENY_LISTS
+    let schedulers = crate::account::SCHEDULERS
         .iter()
-        .filter(|(_, programs)| programs.iter().any(|p| Utf8Path::new(p).exists()))
-        .map(|(path, _)| Utf8PathBuf::from(*path))
+        .filter(|s| scheduler_installed(s))
+        .map(|s| Utf8PathBuf::from(s.deny))
         .collect();
     Ok(Observed {
         files,

@@ -233,27 +233,17 @@ fn observe_ways_in(config: &Config) -> WaysInObs {
         }
     };
     let read = |path: &str| std::fs::read_to_string(path).ok();
-    let schedulers = [
-        ("cron", crate::account::CRON_DENY),
-        ("at", crate::account::AT_DENY),
-    ]
-    .into_iter()
-    .map(|(name, deny_path)| {
-        let programs = crate::account::DENY_LISTS
-            .iter()
-            .find(|(path, _)| *path == deny_path)
-            .map_or(&[][..], |(_, programs)| programs);
-        let allow_path = deny_path.replace(".deny", ".allow");
-        SchedulerObs {
-            name,
-            installed: programs.iter().any(|p| Path::new(p).exists()),
-            allow: read(&allow_path),
-            allow_path,
-            deny_path: deny_path.into(),
-            deny: read(deny_path),
-        }
-    })
-    .collect();
+    let schedulers = crate::account::SCHEDULERS
+        .iter()
+        .map(|s| SchedulerObs {
+            name: s.name,
+            installed: crate::host::apply::scheduler_installed(s),
+            allow_path: s.allow.into(),
+            allow: read(s.allow),
+            deny_path: s.deny.into(),
+            deny: read(s.deny),
+        })
+        .collect();
     WaysInObs {
         sshd,
         schedulers,
