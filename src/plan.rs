@@ -1458,24 +1458,19 @@ mod tests {
     }
 
     fn apply(config: &Config, observed: &Observed) -> Plan {
-        let files = rendered(config);
-        plan_apply(&ApplyInput {
-            config,
-            rendered: &files,
-            observed,
-            users_created: &[],
-            groups_created: &[],
-            version: "0.1.0",
-            agent_uid: 987,
-            now: 1000,
-            manage_units: true,
-        })
+        apply_with(config, observed, 987, true)
     }
 
-    /// Apply after the agent was recreated with UID 990 (the files rendered for it).
-    fn apply_as_uid_990(config: &Config, observed: &Observed) -> Plan {
+    /// Apply with the files rendered for an agent of `agent_uid`; `manage_units: false` is a
+    /// maintainer script's apply.
+    fn apply_with(
+        config: &Config,
+        observed: &Observed,
+        agent_uid: u32,
+        manage_units: bool,
+    ) -> Plan {
         let mut facts = facts();
-        facts.agent.uid = 990;
+        facts.agent.uid = agent_uid;
         let files = crate::render::render_all(config, &facts).unwrap();
         plan_apply(&ApplyInput {
             config,
@@ -1484,10 +1479,15 @@ mod tests {
             users_created: &[],
             groups_created: &[],
             version: "0.1.0",
-            agent_uid: 990,
-            now: 3000,
-            manage_units: true,
+            agent_uid,
+            now: 1000,
+            manage_units,
         })
+    }
+
+    /// Apply after the agent was recreated with UID 990 (the files rendered for it).
+    fn apply_as_uid_990(config: &Config, observed: &Observed) -> Plan {
+        apply_with(config, observed, 990, true)
     }
 
     /// The host after `plan` ran on `before`: what the executor would leave.
@@ -2033,19 +2033,7 @@ mod tests {
     #[test]
     fn maintainer_scripts_leave_units_to_the_package_and_masks_are_kept() {
         let config = Config::defaults();
-        let files = rendered(&config);
-        let input = |observed| ApplyInput {
-            config: &config,
-            rendered: &files,
-            observed,
-            users_created: &[],
-            groups_created: &[],
-            version: "0.1.0",
-            agent_uid: 987,
-            now: 1000,
-            manage_units: false,
-        };
-        let plan = plan_apply(&input(&empty_host()));
+        let plan = apply_with(&config, &empty_host(), 987, false);
         assert!(!ids(&plan)
             .iter()
             .any(|id| id.starts_with("systemd:enable:") || id.starts_with("systemd:start:")));
