@@ -29,7 +29,8 @@ fn dpkg_in(dir: &Utf8Path, with_proc: bool, args: &str) -> Result<String> {
     ]))
 }
 
-fn ruleset() -> Result<String> {
+/// This machine's whole nft ruleset, to compare before and after an image-style install.
+pub fn ruleset() -> Result<String> {
     run(Command::new("nft").args(["list", "ruleset"]))
 }
 

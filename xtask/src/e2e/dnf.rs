@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::chroot::ruleset;
 use super::proc::run;
 use super::repo::{self, SigningKey, KEY_ASC};
 use super::rootfs;
@@ -127,7 +128,6 @@ pub fn install_upgrade_remove(
     work: &Utf8Path,
     key: &SigningKey,
 ) -> Result<Vec<String>> {
-    let ruleset = || run(Command::new("nft").args(["list", "ruleset"]));
     let before = ruleset()?;
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work)?;

@@ -252,6 +252,24 @@ fn datagrams_during(c: &Container, script: &str) -> Result<String> {
     Ok(format!("{}{log}", out.stdout))
 }
 
+/// The output of `datagrams_during`: the script printed `done` (it succeeded), at least
+/// `min_sent` datagrams were sent during `what`, and none got through. Returns how many were sent.
+fn none_through(out: &str, done: &str, min_sent: u64, what: &str) -> Result<u64> {
+    let (sent, through) = parse_datagrams(out)?;
+    if !out.contains(done) {
+        bail!("the commands of {what} failed: {out:?}");
+    }
+    if through > 0 {
+        bail!(
+            "CONTAINMENT BROKEN: {through} of {sent} datagrams of the agent got out during {what}"
+        );
+    }
+    if sent < min_sent {
+        bail!("only {sent} datagrams were sent: the probe loop did not run");
+    }
+    Ok(sent)
+}
+
 fn parse_datagrams(text: &str) -> Result<(u64, u64)> {
     let field = |key: &str| {
         text.split_whitespace()
@@ -692,16 +710,7 @@ pub fn run(lab: &mut Lab) -> Result<()> {
                 "set -e; for i in $(seq 20); do systemctl restart nftables.service; \
                  systemctl reload nftables.service; systemctl reset-failed nftables.service; done; echo cycles=20",
             )?;
-            let (sent, through) = parse_datagrams(&out)?;
-            if !out.contains("cycles=20") {
-                bail!("a restart or reload of nftables failed: {out:?}");
-            }
-            if through > 0 {
-                bail!("CONTAINMENT BROKEN: {through} of {sent} datagrams of the agent got out during 20 restarts and 20 reloads");
-            }
-            if sent < 20_000 {
-                bail!("only {sent} datagrams were sent: the probe loop did not run");
-            }
+            let sent = none_through(&out, "cycles=20", 20_000, "20 restarts and 20 reloads")?;
             println!("          {sent} datagrams during 20 restarts and 20 reloads of nftables, 0 through");
             Ok(())
         });
@@ -758,17 +767,8 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         ] {
             check(lab, name, |c| {
                 let out = datagrams_during(c, script)?;
-                let (sent, through) = parse_datagrams(&out)?;
-                if !out.contains("done=1") {
-                    bail!("the firewall commands failed: {out:?}");
-                }
+                let sent = none_through(&out, "done=1", 1000, name)?;
                 table_present(c)?;
-                if through > 0 {
-                    bail!("CONTAINMENT BROKEN: {through} of {sent} datagrams of the agent got out");
-                }
-                if sent < 1000 {
-                    bail!("only {sent} datagrams were sent: the probe loop did not run");
-                }
                 println!("          {sent} datagrams of the agent meanwhile, 0 through");
                 Ok(())
             });
