@@ -65,6 +65,8 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("cp", "coreutils", Need::Test),
     ("rm", "coreutils", Need::Test),
     ("md5sum", "coreutils", Need::Build),
+    // rpm's requirement generator, which the .rpm build runs on the binaries
+    (crate::rpm_package::FIND_REQUIRES, "rpm", Need::Build),
     ("chroot", "coreutils", Need::Test),
     ("sh", "dash", Need::Test),
     ("jq", "jq", Need::Test),
@@ -210,17 +212,20 @@ impl Drop for NoDaemonStarts {
 
 /// The directories a program is looked up in: PATH plus the sbin directories (root's PATH).
 fn resolves(program: &str) -> bool {
+    let executable = |path: &str| {
+        std::fs::metadata(path).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    };
+    if program.starts_with('/') {
+        return executable(program);
+    }
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
         .filter(|dir| !dir.is_empty())
-        .any(|dir| {
-            std::fs::metadata(format!("{dir}/{program}")).is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
-        });
+        .any(|dir| executable(&format!("{dir}/{program}")));
     found
 }
 

@@ -6,7 +6,7 @@ use clap::Args;
 use pipelock_containment::config::{Config, DEFAULT_CONFIG_TOML};
 use pipelock_containment::sysusers;
 
-use crate::{cmd, deps, generate, rpm_scripts, tools};
+use crate::{cmd, deps, generate, rpm_package, rpm_scripts, tools};
 
 /// The Debian revision and the RPM release of every build.
 pub const RELEASE: &str = "1";
@@ -200,17 +200,15 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
         packages.deb.as_str(),
     ]))?;
     add_md5sums(&packages.deb, &root.join("target/dist-md5sums"), &with_date)?;
-    cmd::run(with_date(cmd::cargo()).current_dir(&root).args([
-        "generate-rpm",
-        "--package",
-        ".",
-        "--arch",
+    rpm_package::build(
+        &root,
+        &generated,
+        &packages.config,
+        &packages.version,
         &packages.rpm_arch,
-        "--set-metadata",
-        &format!("version = \"{}\"", packages.version),
-        "--output",
-        packages.rpm.as_str(),
-    ]))?;
+        source_date.as_deref().and_then(|d| d.parse().ok()),
+        &packages.rpm,
+    )?;
     for built in [&packages.deb, &packages.rpm] {
         if !built.is_file() {
             bail!("the packaging tool reported success, but {built} is not there");

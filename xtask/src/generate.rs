@@ -95,7 +95,7 @@ pub fn write_all(dir: &Utf8Path, version: &str, config_text: &str, config: &Conf
 }
 
 /// Stripped copies of the release binaries in `dir/bin`, for the .rpm (cargo-deb strips the
-/// .deb's own; cargo-generate-rpm packages what it is given).
+/// .deb's own; the .rpm packages what it is given).
 pub fn strip_binaries(release_dir: &Utf8Path, dir: &Utf8Path) -> Result<()> {
     let bin_dir = dir.join("bin");
     std::fs::create_dir_all(&bin_dir).with_context(|| format!("cannot create {bin_dir}"))?;

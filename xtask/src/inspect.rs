@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use pipelock_containment::{account, render, sysusers};
+use pipelock_containment::{account, paths, render, sysusers};
 
 use crate::cmd;
 use crate::dist::{Packages, RELEASE};
@@ -40,8 +40,7 @@ const NFTABLES_DROPIN: &str =
 /// Debian's update-ca-certificates hook (a conffile, like everything under /etc).
 const CA_HOOK: &str = "/etc/ca-certificates/update.d/pipelock-containment";
 const VERIFY_SCHEMA: &str = "/usr/share/doc/pipelock-containment/verify-schema.json";
-/// The licence text in the .rpm (Fedora's %license directory; cargo-generate-rpm can flag it
-/// only as documentation).
+/// The licence text in the .rpm (%license, in Fedora's licence directory).
 const RPM_LICENSE: &str = "/usr/share/licenses/pipelock-containment/LICENSE";
 /// What the .deb depends on (besides the shared libraries cargo-deb finds).
 const DEB_DEPENDS: [&str; 5] = ["nftables", "sudo", "ca-certificates", "systemd", "adduser"];
@@ -613,6 +612,7 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
     )?;
     let mut entries = BTreeMap::new();
     let mut flags = BTreeMap::new();
+    let mut ghosts = BTreeMap::new();
     for line in listing.lines() {
         let fields: Vec<&str> = line.splitn(5, '|').collect();
         let [perms, owner, group, fflags, path] = fields[..] else {
@@ -627,31 +627,33 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
                 .push(format!("{label}: cannot read the mode in {line:?}"));
             continue;
         };
-        entries.insert(
-            path.to_owned(),
-            Entry {
-                kind,
-                mode,
-                owner: owner.into(),
-                group: group.into(),
-            },
-        );
-        flags.insert(path.to_owned(), fflags.to_owned());
+        let entry = Entry {
+            kind,
+            mode,
+            owner: owner.into(),
+            group: group.into(),
+        };
+        if fflags == "g" {
+            ghosts.insert(path.to_owned(), entry);
+        } else {
+            entries.insert(path.to_owned(), entry);
+            flags.insert(path.to_owned(), fflags.to_owned());
+        }
     }
     check_entries(label, Format::Rpm, &entries, problems);
+    check_rpm_ownership(label, packages, &entries, &ghosts, problems)?;
     for (path, flag) in &flags {
         let expected = if path == CONFIG_FILE || path == PROFILE_FILE {
             "cn"
-        } else if path.starts_with("/usr/share/man/")
-            || path == VERIFY_SCHEMA
-            || path == RPM_LICENSE
-        {
+        } else if path.starts_with("/usr/share/man/") || path == VERIFY_SCHEMA {
             "d"
+        } else if path == RPM_LICENSE {
+            "l"
         } else {
             ""
         };
         problems.check(flag == expected, || {
-            format!("{label}: {path} has file flags {flag:?}, expected {expected:?} (c = config, n = noreplace, d = doc)")
+            format!("{label}: {path} has file flags {flag:?}, expected {expected:?} (c = config, n = noreplace, d = doc, l = license)")
         });
     }
 
@@ -674,6 +676,21 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
     problems.check(!requires.contains("adduser"), || {
         format!("{label}: requires adduser, which RPM distros do not have")
     });
+    let changelog = query("[%{CHANGELOGNAME}\n]")?;
+    let expected = format!("- {}-{RELEASE}", packages.version);
+    problems.check(
+        changelog
+            .lines()
+            .next()
+            .is_some_and(|l| l.ends_with(&expected)),
+        || format!("{label}: the newest %changelog entry is not {expected}: {changelog:?}"),
+    );
+    let description = query("%{DESCRIPTION}")?;
+    let summary = query("%{SUMMARY}")?;
+    problems.check(description.len() > 2 * summary.len(), || {
+        format!("{label}: the description is not an extended one: {description:?}")
+    });
+    let phase_requires = query("[%{REQUIRENAME} %{REQUIREFLAGS:deptype}\n]")?;
 
     eprintln!(
         "$ rpm -qp --scripts {rpm}\n{}",
@@ -692,6 +709,23 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
             continue;
         }
         check_shell_syntax(label, &format!("%{name}"), &text, problems);
+        for (program, package) in SCRIPTLET_PROGRAMS {
+            let calls = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .any(|l| {
+                    l.split(|c: char| !(c.is_alphanumeric() || c == '-'))
+                        .any(|w| w == *program)
+                });
+            let declared = phase_requires.lines().any(|l| {
+                l.split_once(' ').is_some_and(|(dep, kinds)| {
+                    dep == *package && kinds.split(',').any(|k| k == name)
+                })
+            });
+            problems.check(!calls || declared, || {
+                format!("{label}: %{name} calls {program} but has no Requires({name}): {package}")
+            });
+        }
         let handwritten = std::fs::read_to_string(root.join("rpm").join(format!("{name}.sh")))
             .unwrap_or_default();
         problems.check(
@@ -731,6 +765,68 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
     let tree = scratch_dir(packages, "rpm-tree")?;
     unpack_rpm(&packages.rpm, &tree)?;
     check_contents(label, packages, &tree, problems);
+    Ok(())
+}
+
+/// The programs the RPM scriptlets may call and the Fedora package each comes from: a call
+/// needs `Requires(phase)` on it, so the scriptlet can run in the middle of a transaction.
+const SCRIPTLET_PROGRAMS: &[(&str, &str)] = &[
+    ("systemctl", "systemd"),
+    ("systemd-sysusers", "systemd"),
+    ("apply", "nftables"),
+    ("apply", "sudo"),
+    ("rm", "coreutils"),
+    ("useradd", "shadow-utils"),
+    ("groupadd", "shadow-utils"),
+    ("userdel", "shadow-utils"),
+    ("groupdel", "shadow-utils"),
+];
+
+/// The .rpm owns the directories only it puts files in, and lists what `apply` generates as
+/// %ghost (with the state directory), so `rpm -qf` answers for them and erase removes them.
+fn check_rpm_ownership(
+    label: &str,
+    packages: &Packages,
+    entries: &BTreeMap<String, Entry>,
+    ghosts: &BTreeMap<String, Entry>,
+    problems: &mut Problems,
+) -> Result<()> {
+    let mut expected: BTreeMap<String, (char, u32)> =
+        crate::rpm_package::ghost_files(&packages.config)?
+            .into_iter()
+            .map(|(path, mode)| (path, ('-', u32::from(mode))))
+            .collect();
+    expected.insert(paths::STATE_DIR.to_owned(), ('d', 0o755));
+    let found: BTreeMap<String, (char, u32)> = ghosts
+        .iter()
+        .map(|(p, e)| (p.clone(), (e.kind, e.mode)))
+        .collect();
+    problems.check(found == expected, || {
+        format!(
+            "{label}: the %ghost entries are {found:?}, expected what apply writes: {expected:?}"
+        )
+    });
+    let dirs: BTreeSet<&str> = entries
+        .iter()
+        .filter(|(_, e)| e.kind == 'd')
+        .map(|(p, _)| p.as_str())
+        .collect();
+    for path in entries.keys() {
+        let parent = Utf8Path::new(path)
+            .parent()
+            .map(Utf8Path::as_str)
+            .unwrap_or("/");
+        let ours = parent.contains(BIN) || parent.ends_with("nftables.service.d");
+        problems.check(!ours || dirs.contains(parent), || {
+            format!("{label}: {path} is in {parent}, which the package does not own (%dir)")
+        });
+    }
+    for dir in &dirs {
+        problems.check(
+            entries.keys().any(|p| p.starts_with(&format!("{dir}/"))),
+            || format!("{label}: owns the empty directory {dir}"),
+        );
+    }
     Ok(())
 }
 

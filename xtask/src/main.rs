@@ -8,6 +8,7 @@ mod generate;
 mod inspect;
 mod lint;
 mod piuparts;
+mod rpm_package;
 mod rpm_scripts;
 mod site;
 mod test;

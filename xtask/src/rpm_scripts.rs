@@ -89,14 +89,7 @@ pub fn compose(name: &str, handwritten: &str, sysusers_text: &str) -> String {
         ),
         "postun" => format!(
             "# After an upgrade ($1 >= 1) the proxy restarts to run the new version; the boot unit\n\
-             # is left alone. On removal ($1 = 0), the package's directories go when empty (RPM\n\
-             # leaves them: the package lists its files only).\n\
-             if [ \"$1\" -eq 0 ]; then\n\
-             \x20   rmdir /usr/libexec/pipelock-containment /usr/lib/pipelock-containment /etc/pipelock-containment \\\n\
-             \x20       /usr/lib/systemd/system/nftables.service.d /usr/share/doc/pipelock-containment \\\n\
-             \x20       /usr/share/licenses/pipelock-containment \\\n\
-             \x20       2>/dev/null || :\n\
-             fi\n\
+             # is left alone.\n\
              if [ -d /run/systemd/system ]; then\n\
              \x20   systemctl daemon-reload >/dev/null 2>&1 || :\n\
              \x20   if [ \"$1\" -ge 1 ]; then\n\

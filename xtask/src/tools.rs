@@ -19,18 +19,9 @@ pub const CARGO_DEB: Tool = Tool {
     version: "3.8.0",
 };
 
-pub const CARGO_GENERATE_RPM: Tool = Tool {
-    krate: "cargo-generate-rpm",
-    subcommand: "generate-rpm",
-    version: "0.21.1",
-};
-
 /// Make sure every packaging tool is installed at its pinned version.
 pub fn ensure_all() -> Result<()> {
-    for tool in [&CARGO_DEB, &CARGO_GENERATE_RPM] {
-        ensure(tool)?;
-    }
-    Ok(())
+    ensure(&CARGO_DEB)
 }
 
 fn ensure(tool: &Tool) -> Result<()> {
@@ -90,8 +81,8 @@ mod tests {
             Some("3.8.0")
         );
         assert_eq!(
-            parse_version("cargo-generate-rpm 0.21.1\n", "cargo-generate-rpm").as_deref(),
-            Some("0.21.1")
+            parse_version("warning: x\ncargo-deb 3.8.0 (2a1b)\n", "cargo-deb").as_deref(),
+            Some("3.8.0")
         );
         assert_eq!(parse_version("error: no such command\n", "cargo-deb"), None);
     }

@@ -158,6 +158,17 @@ pub fn install_upgrade_remove(
     if !root.exists(boot_wants) || !root.exists(proxy_wants) {
         bail!("after dnf install the units are not enabled by the package's preset");
     }
+    let owner = run(Command::new("rpm").args([
+        "--root",
+        root.dir.as_str(),
+        "-qf",
+        "--qf",
+        "%{NAME}",
+        "/etc/sudoers.d/pipelock-containment",
+    ]))?;
+    if owner.trim() != PACKAGE {
+        bail!("rpm -qf names {owner:?}, not {PACKAGE}, for the sudoers rule apply wrote (%ghost)");
+    }
     root.dnf(&both, &["upgrade", PACKAGE])?;
     let v2 = root.version()?;
     if v2 == v1 {
@@ -169,13 +180,21 @@ pub fn install_upgrade_remove(
     {
         bail!("dnf remove left the helper or its sudoers rule");
     }
+    let owned_dirs = [
+        "/etc/pipelock-containment",
+        "/usr/libexec/pipelock-containment",
+        "/var/lib/pipelock-containment",
+    ];
+    if let Some(left) = owned_dirs.iter().find(|d| root.exists(d)) {
+        bail!("dnf remove left the package's directory {left}");
+    }
     root.dnf(&both, &["install", PACKAGE])?;
     if !root.exists("/etc/sudoers.d/pipelock-containment") {
         bail!("the reinstall did not apply (no sudoers rule)");
     }
     done.push(format!(
         "unsigned metadata refused; install {v1}, upgrade to {v2}, remove, reinstall: \
-         signatures checked, units preset"
+         signatures checked, units preset, generated files owned (%ghost), directories gone"
     ));
 
     // A site preset that disables everything wins over the package's.
