@@ -14,7 +14,23 @@ ATTEMPTS = [
     ("unix-run-relay", socket.AF_UNIX, socket.SOCK_STREAM, "/run/plc-e2e-relay.sock"),
     ("unix-tmp-relay", socket.AF_UNIX, socket.SOCK_STREAM, "/tmp/plc-e2e-relay.sock"),
     ("unix-dbus-system-bus", socket.AF_UNIX, socket.SOCK_STREAM, "/run/dbus/system_bus_socket"),
+    # systemd-resolved's varlink API: a name resolved here is a DNS query the agent did not send.
+    ("unix-resolved-varlink", socket.AF_UNIX, socket.SOCK_STREAM, "/run/systemd/resolve/io.systemd.Resolve"),
 ]
+# resolved answers localhost itself: the call proves the channel without any traffic leaving.
+VARLINK_CALL = b'{"method":"io.systemd.Resolve.ResolveHostname","parameters":{"name":"localhost"}}\0'
+
+
+def varlink_reply(s):
+    s.sendall(VARLINK_CALL)
+    reply = b""
+    while not reply.endswith(b"\0"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    if b'"addresses"' not in reply:
+        raise OSError(f"no addresses in the varlink reply {reply[:200]!r}")
 
 for name, family, kind, addr in ATTEMPTS:
     s = socket.socket(family, kind)
@@ -25,6 +41,8 @@ for name, family, kind, addr in ATTEMPTS:
             reply = s.recv(16)
             if reply != b"RELAYED":
                 raise OSError(f"unexpected reply {reply!r}")
+        if name == "unix-resolved-varlink":
+            varlink_reply(s)
         print(f"{name} open", flush=True)
     except OSError as err:
         print(f"{name} blocked: {err}", flush=True)
