@@ -66,6 +66,13 @@ enum Task {
         #[arg(long, default_value_t = 300)]
         runs: u32,
     },
+    /// Benchmark, in a booted test host: a no-op `apply` against `nft -c -f` of the rule file, and
+    /// `grant`/`revoke` of a 100,000-file tree against `setfacl -R` (root, hyperfine).
+    Bench {
+        /// Timed runs of apply (grant and revoke: at most 10).
+        #[arg(long, default_value_t = 50)]
+        runs: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,9 +98,10 @@ fn main() -> ExitCode {
             clean_root: true, ..
         } => deps::clean_root(),
         Task::Deps { .. } => deps::ensure(deps::Need::Test),
-        Task::BenchLaunch { runs } => {
-            deps::ensure(deps::Need::Test).and_then(|()| e2e::bench_command(runs))
-        }
+        Task::BenchLaunch { runs } => deps::ensure(deps::Need::Test)
+            .and_then(|()| e2e::bench_command(e2e::Scenario::Bench { runs })),
+        Task::Bench { runs } => deps::ensure(deps::Need::Test)
+            .and_then(|()| e2e::bench_command(e2e::Scenario::BenchHelper { runs })),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
-//! `cargo xtask bench-launch`: in a booted test host with the package installed, `cc-launch true`
-//! against its floors (a bare `sudo -n -u cc-agent true` and a bare transient unit), and the
-//! proxy bridge against direct loopback (a 1 GiB transfer, 1,000 short connections, RSS).
-//! Everything runs side by side in one run; nothing on the machine running it changes.
+//! The benchmarks, in a booted test host with the package installed, each beside its floor in one
+//! run; nothing on the machine running them changes.
+//! `cargo xtask bench-launch`: `cc-launch true` against a bare `sudo -n -u cc-agent true` and a
+//! bare transient unit, and the proxy bridge against direct loopback (a 1 GiB transfer, 1,000
+//! short connections, RSS). `cargo xtask bench`: a no-op `apply` against `nft -c -f` of the rule
+//! file, and `grant`/`revoke` of a 100,000-file tree against `setfacl -R` of the same entries.
 
 use anyhow::{bail, Context, Result};
 
@@ -14,6 +16,12 @@ const TARGET_LAUNCH_MS: f64 = 150.0;
 const TARGET_THROUGHPUT_LOSS: f64 = 0.05;
 const TARGET_ADDED_MS_PER_CONNECTION: f64 = 1.0;
 const TARGET_BRIDGE_RSS_KIB: u64 = 10 * 1024;
+/// Targets from the architecture issue.
+const TARGET_NOOP_APPLY_MS: f64 = 50.0;
+const TARGET_GRANT_FLOOR_RATIO: f64 = 1.5;
+/// The grant benchmark's tree: this many directories of this many files.
+const TREE_DIRS: u32 = 100;
+const TREE_FILES_PER_DIR: u32 = 1000;
 /// The loopback port the bridge benchmark's sink serves (an allowed loopback port).
 const SINK_PORT: u16 = 9700;
 const TOOL: &str = include_str!("attacks/bridge_bench.py");
@@ -123,6 +131,89 @@ pub fn run(lab: &mut Lab, runs: u32) -> Result<()> {
     if rss_host == 0 {
         bail!("the host half of the bridge was not running during the transfer");
     }
+    Ok(())
+}
+
+/// `cargo xtask bench`: the helper's own work against what the kernel tools alone take.
+pub fn run_helper(lab: &mut Lab, runs: u32) -> Result<()> {
+    scenario::run_install_only(lab)?;
+    let c = lab.c();
+    std::fs::copy("/usr/bin/hyperfine", lab.rootfs.join("usr/bin/hyperfine"))
+        .context("copying hyperfine into the test host")?;
+    let rule = pipelock_containment::paths::RULE_FILE;
+    c.must("pipelock-containment apply")?;
+    if !c.must("pipelock-containment apply")?.contains("no changes") {
+        bail!("a second apply is not a no-op, so it cannot be benchmarked as one");
+    }
+    let apply = c.must(&format!(
+        "cd / && hyperfine -N --style basic --warmup 3 --runs {runs} --export-json /root/apply.json \
+         'pipelock-containment apply' 'nft -c -f {rule}'"
+    ))?;
+    print!("{apply}");
+    let means = |file: &str| -> Result<Vec<f64>> {
+        let report: serde_json::Value = serde_json::from_str(&c.must(&format!("cat {file}"))?)
+            .with_context(|| format!("reading hyperfine's {file}"))?;
+        report["results"]
+            .as_array()
+            .context("hyperfine's JSON has no results")?
+            .iter()
+            .map(|r| r["mean"].as_f64().map(|s| s * 1e3).context("no mean"))
+            .collect()
+    };
+    let (noop, nft) = match means("/root/apply.json")?[..] {
+        [noop, nft] => (noop, nft),
+        ref other => bail!("expected two results, got {other:?}"),
+    };
+
+    // A tree the operator owns, below their home; the floor sets the same entries with setfacl:
+    // r-X on everything and the default entry on directories.
+    let tree = format!("/home/{OPERATOR}/bench-tree");
+    c.must(&format!(
+        "rm -rf {tree} && mkdir -p {tree} && cd {tree} && \
+         for d in $(seq {TREE_DIRS}); do mkdir d$d && (cd d$d && seq {TREE_FILES_PER_DIR} | xargs touch); done && \
+         chown -R {OPERATOR}: {tree} && find {tree} -type f | wc -l"
+    ))?;
+    let entries = format!("u:{AGENT}:rX");
+    let floor_grant_inner = format!(
+        "setfacl -R -m {entries} {tree} && find {tree} -type d -exec setfacl -m d:{entries} {{}} +"
+    );
+    let floor_grant = format!("sh -c '{floor_grant_inner}'");
+    let floor_revoke = format!("setfacl -R -b {tree}");
+    let grant = format!("pipelock-containment grant {tree}");
+    let revoke = format!("pipelock-containment revoke {tree}");
+    // Each run starts from the state its command expects: no grant, or a grant.
+    let clean = format!("{revoke} >/dev/null 2>&1; {floor_revoke}");
+    let granted = format!("{clean}; {grant} >/dev/null");
+    let grants = c.must(&format!(
+        "cd / && hyperfine -N --style basic --runs {tree_runs} --export-json /root/grant.json \
+         --prepare \"sh -c '{clean}'\" \"{grant}\" \
+         --prepare \"sh -c '{clean}'\" \"{floor_grant}\" \
+         --prepare \"sh -c '{granted}'\" \"{revoke}\" \
+         --prepare \"sh -c '{clean}; {floor_grant_inner}'\" \"{floor_revoke}\"",
+        tree_runs = runs.clamp(3, 10),
+    ))?;
+    print!("{grants}");
+    let (grant_ms, floor_grant_ms, revoke_ms, floor_revoke_ms) = match means("/root/grant.json")?[..]
+    {
+        [a, b, c, d] => (a, b, c, d),
+        ref other => bail!("expected four results, got {other:?}"),
+    };
+    let files = TREE_DIRS * TREE_FILES_PER_DIR;
+    println!(
+        "\nbench: no-op apply {noop:.1} ms, nft -c -f of the rule file {nft:.1} ms ({:.1}x; \
+         target under {TARGET_NOOP_APPLY_MS} ms: {})",
+        noop / nft,
+        verdict(noop < TARGET_NOOP_APPLY_MS),
+    );
+    println!(
+        "bench: {files} files: grant {grant_ms:.0} ms, setfacl {floor_grant_ms:.0} ms ({:.2}x); \
+         revoke {revoke_ms:.0} ms, setfacl -R -b {floor_revoke_ms:.0} ms ({:.2}x) (target within \
+         {TARGET_GRANT_FLOOR_RATIO}x: grant {}, revoke {})",
+        grant_ms / floor_grant_ms,
+        revoke_ms / floor_revoke_ms,
+        verdict(grant_ms / floor_grant_ms <= TARGET_GRANT_FLOOR_RATIO),
+        verdict(revoke_ms / floor_revoke_ms <= TARGET_GRANT_FLOOR_RATIO),
+    );
     Ok(())
 }
 

@@ -65,6 +65,8 @@ pub enum Scenario {
     Sessions,
     /// Install, configure, then the launch and bridge benchmarks (`cargo xtask bench-launch`).
     Bench { runs: u32 },
+    /// Install, then the no-op apply and grant/revoke benchmarks (`cargo xtask bench`).
+    BenchHelper { runs: u32 },
 }
 
 /// `cargo xtask repo`.
@@ -101,8 +103,9 @@ pub fn e2e_command(a: &E2eArgs) -> Result<()> {
     .map(|_| ())
 }
 
-/// `cargo xtask bench-launch`: the packages built now, in a booted test host.
-pub fn bench_command(runs: u32) -> Result<()> {
+/// `cargo xtask bench-launch` and `cargo xtask bench`: the packages built now, in a booted test
+/// host.
+pub fn bench_command(scenario: Scenario) -> Result<()> {
     let root = crate::cmd::project_root();
     let ran = main(
         &root,
@@ -112,11 +115,11 @@ pub fn bench_command(runs: u32) -> Result<()> {
             dist_upgrade: false,
             only: Vec::new(),
             hold: false,
-            scenario: Scenario::Bench { runs },
+            scenario,
         },
     )?;
     if !ran {
-        bail!("bench-launch needs root (it boots a test host): run it with sudo");
+        bail!("the benchmarks need root (they boot a test host): run them with sudo");
     }
     Ok(())
 }
@@ -490,6 +493,7 @@ fn run_all(root: &Utf8Path, opts: &Opts, logs: &Utf8Path, steps: &mut Steps) -> 
             Scenario::Full => scenario::run(&mut lab),
             Scenario::Sessions => scenario::run_sessions_only(&mut lab),
             Scenario::Bench { runs } => bench::run(&mut lab, runs),
+            Scenario::BenchHelper { runs } => bench::run_helper(&mut lab, runs),
         });
     if opts.hold {
         let release = work.join("release");
