@@ -81,7 +81,7 @@ impl FileState {
 /// Whether the kernel's nftables can be used from here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NftState {
-    /// `nft list tables` failed (chroot, image build, no CAP_NET_ADMIN): the load is deferred.
+    /// `nft list table` failed (chroot, image build, no CAP_NET_ADMIN): the load is deferred.
     Unreachable(String),
     /// Reachable; the table is not loaded.
     Absent,

@@ -62,21 +62,11 @@ pub fn observe_nft() -> NftState {
             "running in a chroot (or / cannot be compared with PID 1's)".into(),
         );
     }
-    match run("nft", &["list", "tables"]) {
-        Err(err) => NftState::Unreachable(err.to_string()),
-        Ok(out) if !out.status.success() => NftState::Unreachable(format!(
-            "`nft list tables` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => match run(
-            "nft",
-            &["list", "table", paths::NFT_TABLE_FAMILY, paths::NFT_TABLE],
-        ) {
-            Ok(out) if out.status.success() => {
-                NftState::Present(String::from_utf8_lossy(&out.stdout).into_owned())
-            }
-            _ => NftState::Absent,
-        },
+    // One call: the table's stateless text, or nft saying it is not there.
+    match crate::host::verify::list_loaded_table() {
+        Ok(Some(text)) => NftState::Present(text),
+        Ok(None) => NftState::Absent,
+        Err(err) => NftState::Unreachable(format!("`nft list table` failed: {err}")),
     }
 }
 
@@ -90,30 +80,48 @@ fn systemctl_args<'a>(running: bool, args: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-fn observe_unit(unit: &str, running: bool) -> UnitState {
-    let enabled = run("systemctl", &systemctl_args(running, &["is-enabled", unit]));
-    let (installed, enabled, masked) = match enabled {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let state = text.trim();
-            (
-                !state.is_empty(),
-                out.status.success() && state.starts_with("enabled"),
-                state.starts_with("masked"),
-            )
-        }
-        Err(_) => (false, false, false),
+/// The state of each unit from two systemctl calls: `list-unit-files` (from disk; a unit
+/// without a file is absent) and `is-active` (one line per unit, only when systemd runs).
+fn observe_units(units: &[&str], running: bool) -> BTreeMap<String, UnitState> {
+    let mut list_args = vec!["list-unit-files", "--no-legend", "--full", "--"];
+    list_args.extend_from_slice(units);
+    // No unit matched is exit status 1 with no output: every unit is absent.
+    let files = run("systemctl", &systemctl_args(running, &list_args))
+        .map(|out| unit_file_states(&String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_default();
+    let mut active_args = vec!["is-active", "--"];
+    active_args.extend_from_slice(units);
+    let active: Vec<bool> = match running.then(|| run("systemctl", &active_args)) {
+        Some(Ok(out)) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|state| matches!(state.trim(), "active" | "reloading"))
+            .collect(),
+        _ => Vec::new(),
     };
-    let active = running
-        && run("systemctl", &["is-active", "--quiet", unit])
-            .map(|out| out.status.success())
-            .unwrap_or(false);
-    UnitState {
-        installed,
-        enabled,
-        active,
-        masked,
-    }
+    units
+        .iter()
+        .enumerate()
+        .map(|(index, unit)| {
+            let state = files.get(*unit).map(String::as_str);
+            let unit_state = UnitState {
+                installed: state.is_some(),
+                enabled: state.is_some_and(|s| s.starts_with("enabled")),
+                masked: state.is_some_and(|s| s.starts_with("masked")),
+                active: active.len() == units.len() && active[index],
+            };
+            (unit.to_string(), unit_state)
+        })
+        .collect()
+}
+
+/// `systemctl list-unit-files --no-legend` lines (`UNIT STATE [PRESET]`) as unit -> state.
+fn unit_file_states(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect()
 }
 
 /// Read a file's contents, mode and owner; absent when it does not exist.
@@ -246,11 +254,12 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         files.insert(path, state);
     }
     let running = systemd_running();
-    let units = plan::UNITS
+    let unit_names: Vec<&str> = plan::UNITS
         .iter()
         .chain(crate::account::SSHD_UNITS)
-        .map(|unit| (unit.to_string(), observe_unit(unit, running)))
+        .copied()
         .collect();
+    let units = observe_units(&unit_names, running);
     let schedulers = crate::account::SCHEDULERS
         .iter()
         .filter(|s| scheduler_installed(s))
@@ -1273,20 +1282,17 @@ pub fn plan_for_host(
 /// from nft's own printer (the file is loaded into a scratch network namespace), so only a
 /// real difference counts. A changed rule file is handled by the plan itself.
 fn loaded_table_drifted(nft: &NftState) -> bool {
-    let NftState::Present(_) = nft else {
+    let NftState::Present(loaded) = nft else {
         return false;
     };
     let Ok(on_disk) = std::fs::read_to_string(paths::RULE_FILE) else {
         return false;
     };
-    match (
-        crate::host::verify::list_loaded_table(),
-        crate::host::verify::normalize_through_nft(&on_disk),
-    ) {
-        (Ok(Some(loaded)), Ok(expected)) => {
-            crate::verify::normalize_table(&loaded) != crate::verify::normalize_table(&expected)
+    match crate::host::verify::normalize_through_nft(&on_disk) {
+        Ok(expected) => {
+            crate::verify::normalize_table(loaded) != crate::verify::normalize_table(&expected)
         }
-        _ => false,
+        Err(_) => false,
     }
 }
 
@@ -1473,4 +1479,22 @@ pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<V
         _ => {}
     }
     Ok(errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_file_states_read_both_column_layouts_and_skip_nothing_else() {
+        let states = unit_file_states(
+            "ssh.service enabled enabled\npipelock-proxy.service masked enabled\n\
+             cron.service disabled\n\n",
+        );
+        assert_eq!(states.len(), 3);
+        assert_eq!(states["ssh.service"], "enabled");
+        assert_eq!(states["pipelock-proxy.service"], "masked");
+        assert_eq!(states["cron.service"], "disabled");
+        assert!(unit_file_states("").is_empty());
+    }
 }
