@@ -419,7 +419,7 @@ impl Acl {
 }
 
 /// Which ACL of a path an entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AclKind {
     Access,
@@ -703,7 +703,7 @@ pub fn revoke_plan(revoked: &GrantRecord, remaining: &[GrantRecord]) -> Vec<Revo
             }
         })
         .collect();
-    steps.sort_by_key(|step| {
+    steps.sort_by_cached_key(|step| {
         let change = step.change();
         (
             matches!(change.role, Role::Parent | Role::Sibling),

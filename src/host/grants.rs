@@ -4,7 +4,7 @@
 //! and written through `/proc/self/fd/N` of the opened file, so a symlink swapped in during a
 //! grant can never redirect an entry to another file. Symlinks inside a tree are skipped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
@@ -1018,16 +1018,35 @@ fn apply_entry(
 /// Returns the problems met; restoring continues past each one.
 fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> Vec<String> {
     let mut problems = Vec::new();
-    let recorded: BTreeSet<(&Utf8Path, AclKind)> = record
+    // Keyed by the path's text: hashing it is far cheaper than comparing paths by component.
+    let recorded: HashSet<(&str, AclKind)> = record
         .entries
         .iter()
         .filter(|c| matches!(c.role, Role::Tree | Role::Credential))
-        .map(|c| (c.path.as_path(), c.kind))
+        .map(|c| (c.path.as_str(), c.kind))
         .collect();
+    let steps = revoke_plan(record, remaining);
+    // Restores inside the tree happen during the sweep, on the descriptor it already holds;
+    // what the sweep did not reach is restored by path below.
+    let in_tree: HashMap<(&str, AclKind), &AclChange> = steps
+        .iter()
+        .filter_map(|step| match step {
+            RevokeStep::Restore(change) if matches!(change.role, Role::Tree | Role::Credential) => {
+                Some(((change.path.as_str(), change.kind), change))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut restored: HashSet<(String, AclKind)> = HashSet::new();
     if record.path.exists() {
         let swept = walk(&record.path, &mut |entry| {
             for kind in [AclKind::Access, AclKind::Default] {
-                if recorded.contains(&(entry.path, kind))
+                if let Some(change) = in_tree.get(&(entry.path.as_str(), kind)) {
+                    restore_on(entry.fd, change, agent)?;
+                    restored.insert((entry.path.to_string(), kind));
+                    continue;
+                }
+                if recorded.contains(&(entry.path.as_str(), kind))
                     || (kind == AclKind::Default && !entry.is_dir)
                 {
                     continue;
@@ -1058,8 +1077,13 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
             problems.push(format!("sweeping {}: {err:#}", record.path));
         }
     }
-    for step in revoke_plan(record, remaining) {
+    for step in steps {
         let result = match &step {
+            RevokeStep::Restore(change)
+                if restored.contains(&(change.path.to_string(), change.kind)) =>
+            {
+                Ok(())
+            }
             RevokeStep::Restore(change) => restore_change(change, agent),
             RevokeStep::Keep { .. } => Ok(()),
             RevokeStep::Deny { change, .. } => deny_again(change, agent),
@@ -1088,7 +1112,12 @@ fn restore_change(change: &AclChange, agent: u32) -> Result<()> {
         Err(_) if !change.path.exists() && change.path.symlink_metadata().is_err() => return Ok(()),
         Err(err) => return Err(err),
     };
-    let current = read_kind(fd.as_raw_fd(), &change.path, change.kind)?;
+    restore_on(fd.as_raw_fd(), change, agent)
+}
+
+/// Put one recorded entry back on an open descriptor of its path.
+fn restore_on(fd: RawFd, change: &AclChange, agent: u32) -> Result<()> {
+    let current = read_kind(fd, &change.path, change.kind)?;
     let next = match change.kind {
         AclKind::Access => {
             let current = current.as_ref().expect("an access ACL always exists");
@@ -1104,7 +1133,7 @@ fn restore_change(change: &AclChange, agent: u32) -> Result<()> {
     if next == current {
         return Ok(());
     }
-    write_acl(fd.as_raw_fd(), &change.path, change.kind, next.as_ref())
+    write_acl(fd, &change.path, change.kind, next.as_ref())
 }
 
 /// May this caller revoke this grant? Root: any. Operators: their own grants, or grants below
