@@ -6,7 +6,7 @@ use clap::Args;
 use pipelock_containment::config::{Config, DEFAULT_CONFIG_TOML};
 use pipelock_containment::sysusers;
 
-use crate::{cmd, deps, generate, rpm_package, rpm_scripts, tools};
+use crate::{cmd, contents, deps, generate, rpm_package, rpm_scripts, tools};
 
 /// The Debian revision and the RPM release of every build.
 pub const RELEASE: &str = "1";
@@ -149,6 +149,8 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
             .map_or("pkg/containment.toml", |p| p.as_str())
     );
 
+    // cargo-deb reads its assets from Cargo.toml: they must be the contents table's.
+    contents::check_cargo_toml(&root)?;
     tools::ensure_all()?;
     cmd::run(cmd::cargo().current_dir(&root).args([
         "build",

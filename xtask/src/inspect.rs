@@ -12,45 +12,17 @@ use camino::{Utf8Path, Utf8PathBuf};
 use pipelock_containment::{account, paths, render, sysusers};
 
 use crate::cmd;
+use crate::contents::{self, Kind, Packager, Shipped};
 use crate::dist::{Packages, RELEASE};
 use crate::generate::{self, BIN};
 
 /// The config file the packages ship: a conffile (`noreplace` on RPM).
 const CONFIG_FILE: &str = "/etc/pipelock-containment/containment.toml";
-const PROFILE_FILE: &str = "/etc/profile.d/pipelock-containment.sh";
-/// Units the package scripts enable; the boot unit first.
-const UNITS: [&str; 2] = ["pipelock-containment.service", "pipelock-proxy.service"];
-/// Units shipped for the helper: `apply` enables the CA watcher and the grants timer; the
-/// metrics timer is the admin's choice.
-const HELPER_UNITS: [&str; 10] = [
-    "pipelock-containment-watch.service",
-    "pipelock-agents.slice",
-    "pipelock-containment-bridge.socket",
-    "pipelock-containment-bridge.service",
-    "pipelock-containment-ca.path",
-    "pipelock-containment-ca.service",
-    "pipelock-containment-grants.service",
-    "pipelock-containment-grants.timer",
-    "pipelock-containment-metrics.service",
-    "pipelock-containment-metrics.timer",
-];
-/// Reloads our table after nftables.service starts or reloads (its config flushes the ruleset).
-const NFTABLES_DROPIN: &str =
-    "/usr/lib/systemd/system/nftables.service.d/pipelock-containment.conf";
-/// Debian's update-ca-certificates hook (a conffile, like everything under /etc).
-const CA_HOOK: &str = "/etc/ca-certificates/update.d/pipelock-containment";
-const VERIFY_SCHEMA: &str = "/usr/share/doc/pipelock-containment/verify-schema.json";
-/// The licence text in the .rpm (%license, in Fedora's licence directory).
-const RPM_LICENSE: &str = "/usr/share/licenses/pipelock-containment/LICENSE";
+/// The boot unit: never restarted or stopped by a package upgrade.
+const BOOT_UNIT: &str = pipelock_containment::plan::CONTAINMENT_UNIT;
 /// What the .deb depends on (besides the shared libraries cargo-deb finds).
 const DEB_DEPENDS: [&str; 5] = ["nftables", "sudo", "ca-certificates", "systemd", "adduser"];
 const RPM_REQUIRES: [&str; 4] = ["nftables", "sudo", "ca-certificates", "systemd"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Deb,
-    Rpm,
-}
 
 /// One packaged file: its mode bits, owner and group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,54 +65,23 @@ pub fn check(packages: &Packages) -> Result<()> {
     Ok(())
 }
 
-/// The regular files each package must hold, with their modes: nothing more, nothing less.
-fn expected_files(format: Format) -> BTreeMap<String, u32> {
-    let mut files = BTreeMap::new();
-    files.insert(format!("/usr/bin/{BIN}"), 0o755);
-    files.insert("/usr/bin/cc-launch".into(), 0o755);
-    for program in ["launch-session", "session-init", "pipelock-bridge"] {
-        files.insert(format!("/usr/libexec/{BIN}/{program}"), 0o755);
-    }
-    for page in generate::man_page_files() {
-        files.insert(format!("/usr/share/man/man1/{page}"), 0o644);
-    }
-    files.insert(
-        format!("/usr/share/bash-completion/completions/{BIN}"),
-        0o644,
-    );
-    let zsh_dir = match format {
-        Format::Deb => "/usr/share/zsh/vendor-completions",
-        Format::Rpm => "/usr/share/zsh/site-functions",
-    };
-    files.insert(format!("{zsh_dir}/_{BIN}"), 0o644);
-    files.insert(
-        format!("/usr/share/fish/vendor_completions.d/{BIN}.fish"),
-        0o644,
-    );
-    files.insert(CONFIG_FILE.into(), 0o644);
-    files.insert(PROFILE_FILE.into(), 0o644);
-    files.insert(sysusers::SYSUSERS_FILE.into(), 0o644);
-    files.insert(account::DBUS_POLICY.into(), 0o644);
-    for unit in UNITS.iter().chain(&HELPER_UNITS) {
-        files.insert(format!("/usr/lib/systemd/system/{unit}"), 0o644);
-    }
-    files.insert(NFTABLES_DROPIN.into(), 0o644);
-    for nft in ["start", "reload", "stop"] {
-        files.insert(format!("/usr/lib/{BIN}/nftables-{nft}.nft"), 0o644);
-    }
-    files.insert(VERIFY_SCHEMA.into(), 0o644);
-    if format == Format::Rpm {
-        files.insert(crate::rpm_scripts::PRESET_FILE.into(), 0o644);
-        files.insert(RPM_LICENSE.into(), 0o644);
-    }
-    if format == Format::Deb {
-        files.insert(CA_HOOK.into(), 0o755);
+/// The regular files a package must hold, with their modes: nothing more, nothing less. They are
+/// the contents table's, and for the .deb what cargo-deb adds (the copyright and changelog).
+fn expected_files(shipped: &[Shipped], packager: Packager) -> BTreeMap<String, u32> {
+    let mut files: BTreeMap<String, u32> =
+        shipped.iter().map(|f| (f.dest.clone(), f.mode)).collect();
+    if packager == Packager::Deb {
         for doc in ["copyright", "changelog.Debian.gz"] {
             files.insert(format!("/usr/share/doc/{BIN}/{doc}"), 0o644);
         }
-        files.insert(format!("/usr/share/lintian/overrides/{BIN}"), 0o644);
     }
     files
+}
+
+/// What the contents table says `packager` ships (the generated files exist after a build).
+fn shipped(packager: Packager) -> Result<Vec<Shipped>> {
+    let root = cmd::project_root();
+    contents::load(&root)?.shipped(&root, packager)
 }
 
 /// Paths a package of ours must never ship (policy, merged /usr, and files the helper generates).
@@ -197,11 +138,10 @@ fn parse_perms(perms: &str) -> Option<(char, u32)> {
 /// Problems with the file list and modes, common to both formats.
 fn check_entries(
     label: &str,
-    format: Format,
+    expected: &BTreeMap<String, u32>,
     entries: &BTreeMap<String, Entry>,
     problems: &mut Problems,
 ) {
-    let expected = expected_files(format);
     for (path, entry) in entries {
         if let Some(why) = forbidden(path) {
             problems.0.push(format!("{label}: ships {path}: {why}"));
@@ -251,7 +191,13 @@ fn check_entries(
 }
 
 /// Problems with the files' contents, read from the unpacked tree.
-fn check_contents(label: &str, packages: &Packages, tree: &Utf8Path, problems: &mut Problems) {
+fn check_contents(
+    label: &str,
+    packages: &Packages,
+    shipped: &[Shipped],
+    tree: &Utf8Path,
+    problems: &mut Problems,
+) {
     let root = cmd::project_root();
     let read = |path: &str| std::fs::read_to_string(tree.join(path.trim_start_matches('/')));
 
@@ -300,11 +246,12 @@ fn check_contents(label: &str, packages: &Packages, tree: &Utf8Path, problems: &
             )
         },
     );
-    for unit in UNITS.iter().chain(&HELPER_UNITS) {
-        let shipped = read(&format!("/usr/lib/systemd/system/{unit}")).unwrap_or_default();
-        let source = std::fs::read_to_string(root.join("systemd").join(unit)).unwrap_or_default();
-        problems.check(!shipped.is_empty() && shipped == source, || {
-            format!("{label}: {unit} differs from systemd/{unit}")
+    // Every file that comes from the repository as it is (units, drop-ins, hooks): the same bytes.
+    for file in shipped.iter().filter(|f| !f.source.starts_with("target")) {
+        let packaged = std::fs::read(tree.join(file.dest.trim_start_matches('/'))).ok();
+        let source = std::fs::read(root.join(&file.source)).ok();
+        problems.check(packaged.is_some() && packaged == source, || {
+            format!("{label}: {} differs from {}", file.dest, file.source)
         });
     }
     for page in generate::man_page_files() {
@@ -417,7 +364,13 @@ fn check_deb(packages: &Packages, problems: &mut Problems) -> Result<()> {
             },
         );
     }
-    check_entries(label, Format::Deb, &entries, problems);
+    let shipped = shipped(Packager::Deb)?;
+    check_entries(
+        label,
+        &expected_files(&shipped, Packager::Deb),
+        &entries,
+        problems,
+    );
 
     // dpkg-deb -I: the control fields.
     let info = cmd::output(Command::new("dpkg-deb").args(["-I", deb]))?;
@@ -478,9 +431,11 @@ fn check_deb(packages: &Packages, problems: &mut Problems) -> Result<()> {
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
         .collect();
-    let expected_conffiles: BTreeSet<String> = [CONFIG_FILE, PROFILE_FILE, CA_HOOK]
-        .map(String::from)
-        .into();
+    let expected_conffiles: BTreeSet<String> = shipped
+        .iter()
+        .filter(|f| f.kind == Some(Kind::Config))
+        .map(|f| f.dest.clone())
+        .collect();
     problems.check(conffiles == expected_conffiles, || {
         format!("{label}: conffiles are {conffiles:?}, expected {expected_conffiles:?}")
     });
@@ -488,7 +443,7 @@ fn check_deb(packages: &Packages, problems: &mut Problems) -> Result<()> {
 
     let tree = scratch_dir(packages, "deb-tree")?;
     cmd::output(Command::new("dpkg-deb").args(["-x", deb, tree.as_str()]))?;
-    check_contents(label, packages, &tree, problems);
+    check_contents(label, packages, &shipped, &tree, problems);
     Ok(())
 }
 
@@ -545,7 +500,7 @@ fn check_deb_scripts(label: &str, control: &Utf8Path, problems: &mut Problems) {
         );
     }
     // The boot unit: started (a no-op when active), never restarted or stopped by an upgrade.
-    let boot = UNITS[0];
+    let boot = BOOT_UNIT;
     for line in postinst
         .lines()
         .filter(|l| l.contains("deb-systemd-invoke"))
@@ -640,17 +595,22 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
             flags.insert(path.to_owned(), fflags.to_owned());
         }
     }
-    check_entries(label, Format::Rpm, &entries, problems);
+    let shipped = shipped(Packager::Rpm)?;
+    check_entries(
+        label,
+        &expected_files(&shipped, Packager::Rpm),
+        &entries,
+        problems,
+    );
     check_rpm_ownership(label, packages, &entries, &ghosts, problems)?;
+    let kinds: BTreeMap<&str, Option<Kind>> =
+        shipped.iter().map(|f| (f.dest.as_str(), f.kind)).collect();
     for (path, flag) in &flags {
-        let expected = if path == CONFIG_FILE || path == PROFILE_FILE {
-            "cn"
-        } else if path.starts_with("/usr/share/man/") || path == VERIFY_SCHEMA {
-            "d"
-        } else if path == RPM_LICENSE {
-            "l"
-        } else {
-            ""
+        let expected = match kinds.get(path.as_str()).copied().flatten() {
+            Some(Kind::Config) => "cn",
+            Some(Kind::Doc) => "d",
+            Some(Kind::License) => "l",
+            None => "",
         };
         problems.check(flag == expected, || {
             format!("{label}: {path} has file flags {flag:?}, expected {expected:?} (c = config, n = noreplace, d = doc, l = license)")
@@ -755,16 +715,16 @@ fn check_rpm(packages: &Packages, problems: &mut Problems) -> Result<()> {
             }
             _ => {}
         }
-        for line in text.lines().filter(|l| l.contains(UNITS[0])) {
+        for line in text.lines().filter(|l| l.contains(BOOT_UNIT)) {
             problems.check(!line.contains("restart"), || {
-                format!("{label}: %{name} restarts {}: {line:?}", UNITS[0])
+                format!("{label}: %{name} restarts {BOOT_UNIT}: {line:?}")
             });
         }
     }
 
     let tree = scratch_dir(packages, "rpm-tree")?;
     unpack_rpm(&packages.rpm, &tree)?;
-    check_contents(label, packages, &tree, problems);
+    check_contents(label, packages, &shipped, &tree, problems);
     Ok(())
 }
 
@@ -877,20 +837,25 @@ mod tests {
 
     #[test]
     fn entry_checks_catch_wrong_modes_extra_and_missing_files() {
-        let mut entries: BTreeMap<String, Entry> = expected_files(Format::Rpm)
-            .into_iter()
+        let expected: BTreeMap<String, u32> = [
+            (format!("/usr/bin/{BIN}"), 0o755),
+            (CONFIG_FILE.to_owned(), 0o644),
+        ]
+        .into();
+        let mut entries: BTreeMap<String, Entry> = expected
+            .iter()
             .map(|(path, mode)| {
                 let entry = Entry {
                     kind: '-',
-                    mode,
+                    mode: *mode,
                     owner: "root".into(),
                     group: "root".into(),
                 };
-                (path, entry)
+                (path.clone(), entry)
             })
             .collect();
         let mut problems = Problems::default();
-        check_entries("t", Format::Rpm, &entries, &mut problems);
+        check_entries("t", &expected, &entries, &mut problems);
         assert!(problems.0.is_empty(), "{:?}", problems.0);
 
         entries.get_mut(CONFIG_FILE).unwrap().mode = 0o600;
@@ -905,7 +870,7 @@ mod tests {
             },
         );
         let mut problems = Problems::default();
-        check_entries("t", Format::Rpm, &entries, &mut problems);
+        check_entries("t", &expected, &entries, &mut problems);
         let text = problems.0.join("\n");
         assert!(
             text.contains("containment.toml has mode 0600, expected 0644"),

@@ -1,6 +1,7 @@
 //! Build chores behind `cargo xtask`: packages, package lint and inspection, the project test run.
 
 mod cmd;
+mod contents;
 mod deps;
 mod dist;
 mod e2e;
@@ -39,6 +40,12 @@ enum Task {
     CheckPackages(dist::DistArgs),
     /// Check site builds: a site config's names land in the packages, a bad one fails the build.
     SiteCheck,
+    /// Check that Cargo.toml's .deb assets and systemd-units are what pkg/contents.toml
+    /// generates; `--write` regenerates them.
+    Contents {
+        #[arg(long)]
+        write: bool,
+    },
     /// Build the packages and run piuparts on the .deb in a fresh bookworm chroot (root; the
     /// e2e also runs it, with the upgrade from the previous release).
     Piuparts(dist::DistArgs),
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
             dist::dist(&args).and_then(|packages| inspect::check(&packages))
         }
         Task::SiteCheck => site::check(),
+        Task::Contents { write } => contents::command(write),
         Task::Piuparts(args) => dist::dist(&args).and_then(|packages| {
             if !piuparts::run(&packages.deb, None)? {
                 anyhow::bail!("piuparts needs root (it builds and enters a chroot)");

@@ -1,17 +1,19 @@
-//! The .rpm, built with the `rpm` crate from `[package.metadata.rpm]` in Cargo.toml: owned
-//! directories, the generated files as %ghost, Requires per scriptlet, %license, %changelog.
+//! The .rpm, built with the `rpm` crate from the contents table (pkg/contents.toml) and
+//! `[package.metadata.rpm]` in Cargo.toml: owned directories, the generated files as %ghost,
+//! Requires per scriptlet, %license, %changelog.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use pipelock_containment::config::Config;
 use pipelock_containment::facts::{Account, DistroFamily, DistroPaths, Facts, LoginUidRange};
 use pipelock_containment::{paths, render};
 use serde::Deserialize;
 
+use crate::contents::{self, Kind, Packager, Shipped};
 use crate::rpm_scripts;
 
 /// rpm's own requirement generator (shared libraries of ELF files), as rpmbuild runs it.
@@ -27,24 +29,6 @@ pub struct Metadata {
     pub requires_post: Vec<String>,
     pub requires_preun: Vec<String>,
     pub requires_postun: Vec<String>,
-    pub directories: Vec<String>,
-    pub assets: Vec<Asset>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Asset {
-    /// Relative to the workspace root; `*` may stand for part of the file name.
-    pub source: String,
-    /// The installed path, or a directory (ending in `/`) for a pattern.
-    pub dest: String,
-    pub mode: String,
-    #[serde(default)]
-    pub doc: bool,
-    #[serde(default)]
-    pub license: bool,
-    /// `noreplace` (the only kind this package uses).
-    pub config: Option<String>,
 }
 
 /// What Cargo.toml says about the package, for the RPM.
@@ -111,73 +95,6 @@ fn wrap(text: &str, width: usize) -> String {
         }
     }
     lines.join("\n")
-}
-
-/// One file of the payload: where it comes from, where it goes, and how it is flagged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayloadFile {
-    pub source: Utf8PathBuf,
-    pub dest: String,
-    pub mode: u16,
-    pub doc: bool,
-    pub license: bool,
-    pub config_noreplace: bool,
-}
-
-/// The assets with their patterns expanded, in a stable order.
-pub fn payload(root: &Utf8Path, assets: &[Asset]) -> Result<Vec<PayloadFile>> {
-    let mut files = Vec::new();
-    for asset in assets {
-        let mode = u16::from_str_radix(&asset.mode, 8)
-            .with_context(|| format!("asset {}: mode {:?} is not octal", asset.dest, asset.mode))?;
-        let config_noreplace = match asset.config.as_deref() {
-            None => false,
-            Some("noreplace") => true,
-            Some(other) => bail!(
-                "asset {}: config = {other:?}: only \"noreplace\"",
-                asset.dest
-            ),
-        };
-        let file = |source: Utf8PathBuf, dest: String| PayloadFile {
-            source,
-            dest,
-            mode,
-            doc: asset.doc,
-            license: asset.license,
-            config_noreplace,
-        };
-        let source = root.join(&asset.source);
-        let name = source.file_name().unwrap_or_default();
-        match name.split_once('*') {
-            None => files.push(file(source.clone(), asset.dest.clone())),
-            Some((prefix, suffix)) => {
-                let dir = source.parent().unwrap_or(root);
-                if !asset.dest.ends_with('/') {
-                    bail!(
-                        "asset {}: a pattern needs a directory (ending in /)",
-                        asset.source
-                    );
-                }
-                let mut names: Vec<String> = std::fs::read_dir(dir)
-                    .with_context(|| format!("cannot list {dir} for {}", asset.source))?
-                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-                    .filter(|n| {
-                        n.len() >= prefix.len() + suffix.len()
-                            && n.starts_with(prefix)
-                            && n.ends_with(suffix)
-                    })
-                    .collect();
-                names.sort();
-                if names.is_empty() {
-                    bail!("asset {}: no file matches", asset.source);
-                }
-                for n in names {
-                    files.push(file(dir.join(&n), format!("{}{n}", asset.dest)));
-                }
-            }
-        }
-    }
-    Ok(files)
 }
 
 /// The files `apply` writes for the packaged config (outside the state directory, which is a
@@ -286,11 +203,11 @@ fn with_build_entry(
 }
 
 /// The shared-library requirements of the executables, as rpm's find-requires reports them.
-fn elf_requires(files: &[PayloadFile]) -> Result<BTreeSet<String>> {
-    let executables: Vec<&str> = files
+fn elf_requires(root: &Utf8Path, files: &[Shipped]) -> Result<BTreeSet<String>> {
+    let executables: Vec<String> = files
         .iter()
         .filter(|f| f.mode & 0o111 != 0)
-        .map(|f| f.source.as_str())
+        .map(|f| root.join(&f.source).into_string())
         .collect();
     let mut child = Command::new(FIND_REQUIRES)
         .stdin(Stdio::piped())
@@ -326,7 +243,8 @@ pub fn build(
 ) -> Result<()> {
     let manifest = manifest(root)?;
     let meta = &manifest.rpm;
-    let files = payload(root, &meta.assets)?;
+    let contents = contents::load(root)?;
+    let files = contents.shipped(root, Packager::Rpm)?;
 
     let mut build_config = rpm::BuildConfig::v4().compression(rpm::CompressionType::Gzip);
     if let Some(date) = source_date {
@@ -364,7 +282,7 @@ pub fn build(
     for name in &meta.requires {
         builder.requires(rpm::Dependency::any(name));
     }
-    for name in elf_requires(&files)? {
+    for name in elf_requires(root, &files)? {
         builder.requires(rpm::Dependency::any(name));
     }
     type ScriptDependency = fn(String) -> rpm::Dependency;
@@ -380,7 +298,7 @@ pub fn build(
         }
     }
 
-    for dir in &meta.directories {
+    for dir in &contents.directories {
         builder.with_dir_entry(rpm::FileOptions::dir(dir.as_str()).permissions(0o755))?;
     }
     builder.with_ghost(rpm::FileOptions::ghost_dir(paths::STATE_DIR).permissions(0o755))?;
@@ -388,19 +306,17 @@ pub fn build(
         builder.with_ghost(rpm::FileOptions::ghost(path).permissions(mode))?;
     }
     for file in &files {
-        let mut options = rpm::FileOptions::new(file.dest.as_str()).permissions(file.mode);
-        if file.doc {
-            options = options.doc();
-        }
-        if file.license {
-            options = options.license();
-        }
-        if file.config_noreplace {
-            options = options.config().noreplace();
-        }
+        let options = rpm::FileOptions::new(file.dest.as_str()).permissions(file.mode as u16);
+        let options = match file.kind {
+            None => options,
+            Some(Kind::Doc) => options.doc(),
+            Some(Kind::License) => options.license(),
+            Some(Kind::Config) => options.config().noreplace(),
+        };
+        let source = root.join(&file.source);
         builder
-            .with_file(&file.source, options)
-            .with_context(|| format!("cannot add {} to the .rpm", file.source))?;
+            .with_file(&source, options)
+            .with_context(|| format!("cannot add {source} to the .rpm"))?;
     }
 
     let changelog_path = root.join("debian/changelog");
@@ -495,19 +411,9 @@ pipelock-containment (0.1.0-1) unstable; urgency=medium
     }
 
     #[test]
-    fn the_shipped_metadata_reads_and_every_asset_exists_or_is_generated() {
-        let root = crate::cmd::project_root();
-        let manifest = manifest(&root).unwrap();
+    fn the_shipped_metadata_reads() {
+        let manifest = manifest(&crate::cmd::project_root()).unwrap();
         assert!(!manifest.description.is_empty());
-        for asset in &manifest.rpm.assets {
-            let generated = asset.source.starts_with(crate::generate::GENERATED_DIR);
-            assert!(
-                generated || root.join(&asset.source).is_file(),
-                "{} is neither generated nor in the tree",
-                asset.source
-            );
-        }
-        assert!(manifest.rpm.assets.iter().any(|a| a.license));
         for phase in [
             &manifest.rpm.requires_pre,
             &manifest.rpm.requires_post,
