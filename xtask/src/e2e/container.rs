@@ -72,12 +72,82 @@ fn poweroff(nspawn: i32, leader: i32) {
     }
 }
 
+/// The cgroup v1 pids hierarchy of a machine without the unified one.
+const V1_PIDS: &str = "/sys/fs/cgroup/pids";
+
+/// On a cgroup v1 machine nspawn mounts the pids hierarchy read-only, so systemd in the test
+/// host could not enforce a session's TasksMax. The test host gets a pids cgroup of its own
+/// (nspawn starts in it, so the container's cgroup namespace is rooted there), which it may
+/// write after a remount; the directory and what the test host made below it go after it ends.
+/// None on a unified (cgroup v2) machine, or without a writable v1 pids hierarchy.
+fn create_pids_cgroup(boot: u32) -> Result<Option<Utf8PathBuf>> {
+    let v1 = !Utf8Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && nix::unistd::access(
+            format!("{V1_PIDS}/cgroup.procs").as_str(),
+            nix::unistd::AccessFlags::W_OK,
+        )
+        .is_ok();
+    if !v1 {
+        return Ok(None);
+    }
+    // Below the harness's own pids cgroup, so whatever limit it runs under still holds.
+    let own = fs::read_to_string("/proc/self/cgroup")?
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, path)| path.to_owned()))
+        .unwrap_or_else(|| "/".into());
+    let dir = Utf8PathBuf::from(format!(
+        "{V1_PIDS}{}/plc-e2e-pids{boot}-{}",
+        own.trim_end_matches('/'),
+        std::process::id()
+    ));
+    fs::create_dir(&dir).with_context(|| format!("cannot create {dir}"))?;
+    Ok(Some(dir))
+}
+
+/// Removes a cgroup and every cgroup below it, deepest first (all empty of processes once the
+/// test host is gone).
+fn remove_cgroup_tree(dir: &Utf8Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Ok(sub) = Utf8PathBuf::from_path_buf(entry.path()) {
+                    remove_cgroup_tree(&sub);
+                }
+            }
+        }
+    }
+    if let Err(err) = fs::remove_dir(dir) {
+        eprintln!("    cannot remove the test host's pids cgroup {dir}: {err}");
+    }
+}
+
 impl Container {
     /// Boots `rootfs` in the network namespace at `netns_path`; waits until systemd reports
     /// `running` or `degraded`. `boot` numbers the console log file in `logs`.
     pub fn boot(rootfs: &Utf8Path, netns_path: &str, logs: &Utf8Path, boot: u32) -> Result<Self> {
         let console = logs.join(format!("boot{boot}-console.log"));
-        let child = super::proc::with_signals_unblocked(&mut Command::new("systemd-nspawn"))
+        let pids_dir = create_pids_cgroup(boot)?;
+        let mut nspawn = Command::new("systemd-nspawn");
+        if let Some(dir) = &pids_dir {
+            use std::os::unix::process::CommandExt;
+            let procs = std::ffi::CString::new(format!("{dir}/cgroup.procs"))?;
+            // SAFETY: open, write and close are async-signal-safe; "0" is the writing process.
+            unsafe {
+                nspawn.pre_exec(move || {
+                    let fd = nix::libc::open(procs.as_ptr(), nix::libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+                    nix::libc::close(fd);
+                    if written != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = super::proc::with_signals_unblocked(&mut nspawn)
             .args(["--quiet", "--boot", "--keep-unit", "--register=no"])
             .args(["--console=read-only", "-D", rootfs.as_str()])
             // A real host's services may change the firewall; nspawn grants CAP_NET_ADMIN only
@@ -94,8 +164,13 @@ impl Container {
             .context("cannot start systemd-nspawn")?;
         let nspawn_pid = child.id() as i32;
         // Until we know the leader, the guard can only stop nspawn itself.
+        let own_pids = pids_dir.is_some();
+        let early_pids = pids_dir.clone();
         let early = guard("systemd-nspawn (booting)", move || {
-            kill_and_reap(nspawn_pid, nix::sys::signal::Signal::SIGTERM)
+            kill_and_reap(nspawn_pid, nix::sys::signal::Signal::SIGTERM);
+            if let Some(dir) = &early_pids {
+                remove_cgroup_tree(dir);
+            }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         // nspawn forks helpers on the way: the leader is the child that has become systemd.
@@ -112,7 +187,12 @@ impl Container {
             std::thread::sleep(Duration::from_millis(50));
         };
         // From here a full poweroff replaces the early guard's kill.
-        let late = guard("test host (poweroff)", move || poweroff(nspawn_pid, leader));
+        let late = guard("test host (poweroff)", move || {
+            poweroff(nspawn_pid, leader);
+            if let Some(dir) = &pids_dir {
+                remove_cgroup_tree(dir);
+            }
+        });
         early.disarm();
         let c = Container {
             leader,
@@ -136,6 +216,13 @@ impl Container {
                 bail!("the test host did not finish booting in 120 s (state {state:?})");
             }
             std::thread::sleep(Duration::from_millis(300));
+        }
+        if own_pids {
+            // systemd takes the controller on when it re-executes: units from then on (every
+            // session) get their pids cgroup and TasksMax.
+            c.must(&format!(
+                "mount -o remount,bind,rw {V1_PIDS} && systemctl daemon-reexec"
+            ))?;
         }
         Ok(c)
     }
