@@ -226,11 +226,6 @@ fn deny_list_paths() -> impl Iterator<Item = Utf8PathBuf> {
         .map(|s| Utf8PathBuf::from(s.deny))
 }
 
-/// One of the scheduler's programs is on this host.
-pub fn scheduler_installed(scheduler: &crate::account::Scheduler) -> bool {
-    scheduler.programs.iter().any(|p| Utf8Path::new(p).exists())
-}
-
 /// The host snapshot for `paths` plus what the previous manifest managed.
 pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let manifest = read_manifest()?;
@@ -262,7 +257,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let units = observe_units(&unit_names, running);
     let schedulers = crate::account::SCHEDULERS
         .iter()
-        .filter(|s| scheduler_installed(s))
+        .filter(|s| super::facts::scheduler_installed(s))
         .map(|s| Utf8PathBuf::from(s.deny))
         .collect();
     Ok(Observed {

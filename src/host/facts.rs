@@ -14,6 +14,11 @@ pub struct AssumedUids {
     pub proxy: Option<u32>,
 }
 
+/// One of the scheduler's programs is on this host.
+pub fn scheduler_installed(scheduler: &crate::account::Scheduler) -> bool {
+    scheduler.programs.iter().any(|p| Utf8Path::new(p).exists())
+}
+
 /// Look up an account the way getpwnam does, so NSS (LDAP, sssd) accounts count.
 pub fn lookup_account(name: &str) -> Result<Option<Account>> {
     let user = User::from_name(name)

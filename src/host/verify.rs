@@ -237,7 +237,7 @@ fn observe_ways_in(config: &Config) -> WaysInObs {
         .iter()
         .map(|s| SchedulerObs {
             name: s.name,
-            installed: crate::host::apply::scheduler_installed(s),
+            installed: crate::host::facts::scheduler_installed(s),
             allow_path: s.allow.into(),
             allow: read(s.allow),
             deny_path: s.deny.into(),
