@@ -176,16 +176,23 @@ pub struct SessionsStopArgs {
     pub dry_run: bool,
 }
 
+/// A command that brings the host in line with the config: apply and `ca refresh`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show what would change, as a diff against the host, and change nothing (no root needed).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan or the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    pub config: ConfigArg,
-    /// Print the plan as a diff against the host and change nothing (no root needed).
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the plan as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub change: ChangeArgs,
     /// Called by a package maintainer script (dpkg or rpm).
     #[arg(long, hide = true)]
     pub from_maintainer_script: bool,
@@ -243,19 +250,7 @@ pub enum CaCommand {
     /// A missing proxy CA is not an error: the bundle then holds the system roots only.
     /// Runs by itself when either input changes (pipelock-containment-ca.path, and on
     /// Debian the update-ca-certificates hook).
-    Refresh(CaRefreshArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct CaRefreshArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// Show what would change; write nothing (no root needed).
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    pub json: bool,
+    Refresh(ChangeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -20,9 +20,9 @@ macro_rules! out {
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    AgentProbeArgs, ApplyArgs, BlockedArgs, CaCommand, CaRefreshArgs, CheckConfigArgs, Cli,
-    Command, MetricsArgs, RemoveArgs, RenderArgs, StatusArgs, ToolEditArgs, ToolsCommand,
-    ToolsListArgs, VerifyArgs, WaitListeningArgs,
+    AgentProbeArgs, ApplyArgs, BlockedArgs, CaCommand, ChangeArgs, CheckConfigArgs, Cli, Command,
+    MetricsArgs, RemoveArgs, RenderArgs, StatusArgs, ToolEditArgs, ToolsCommand, ToolsListArgs,
+    VerifyArgs, WaitListeningArgs,
 };
 use crate::config::{Config, ConfigError};
 use crate::exit;
@@ -126,13 +126,12 @@ fn need_root(why: &str, without_root: &str) -> Option<i32> {
 /// Progress output. A closed stdout (`| head`, a maintainer script's pipe) must not abort a
 /// half-done apply or remove, so write errors are ignored.
 fn print_line(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
+    outln!("{line}");
 }
 
 fn apply_command(args: ApplyArgs) -> Result<i32> {
-    let config = host::fs::read_config(&args.config.config)?;
-    if args.dry_run {
+    let config = host::fs::read_config(&args.change.config.config)?;
+    if args.change.dry_run {
         let host::apply::Planned {
             plan, mut warnings, ..
         } = host::apply::plan_for_host(&config, &[], &[], 0, !args.from_maintainer_script)?;
@@ -141,7 +140,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
                 "not root: files only root can read and the live nft table are not compared".into(),
             );
         }
-        if args.json {
+        if args.change.json {
             let value = serde_json::json!({
                 "changes": !plan.is_noop(),
                 "steps": plan.steps.iter().map(|s| serde_json::json!({
@@ -166,8 +165,8 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     ) {
         return Ok(code);
     }
-    let maintainer = args.from_maintainer_script && !args.json;
-    if !args.json && !maintainer {
+    let maintainer = args.from_maintainer_script && !args.change.json;
+    if !args.change.json && !maintainer {
         print_line("pipelock-containment apply:");
     }
     // Under a maintainer script the steps go to the journal; the terminal gets the warnings and
@@ -177,7 +176,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         let mut log = print_line;
         let mut quiet = |_: &str| {};
         let mut collect = |line: &str| details.push(line.to_string());
-        let logger: host::apply::Log<'_> = if args.json {
+        let logger: host::apply::Log<'_> = if args.change.json {
             &mut quiet
         } else if maintainer {
             &mut collect
@@ -191,7 +190,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
     }
     let applied = applied?;
     let plan = &applied.plan;
-    if args.json {
+    if args.change.json {
         let value = serde_json::json!({
             "changes": !plan.is_noop() || !applied.account_steps.is_empty(),
             "steps": plan.steps.iter().map(|s| s.id()).collect::<Vec<_>>(),
@@ -518,7 +517,7 @@ fn tools_list(args: ToolsListArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
+fn ca_refresh(args: ChangeArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
     if !args.dry_run {
         let why = format!(
@@ -536,12 +535,7 @@ fn ca_refresh(args: CaRefreshArgs) -> Result<i32> {
     } else {
         outcome.report().join("\n") + "\n"
     };
-    // A closed stdout (`| head`) must not turn a finished refresh into a panic.
-    if let Err(err) = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
-        if err.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(err.into());
-        }
-    }
+    out!("{text}");
     for warning in &outcome.warnings {
         eprintln!("pipelock-containment: warning: {warning}");
     }

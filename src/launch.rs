@@ -285,6 +285,16 @@ mod tests {
         config
     }
 
+    /// Terminal and locale variables the agent gets unchanged.
+    const PASSED_THROUGH: &[(&str, &str)] = &[
+        ("TERM", "xterm-256color"),
+        ("COLORTERM", "truecolor"),
+        ("LANG", "de_DE.UTF-8"),
+        ("LANGUAGE", "de"),
+        ("LC_ALL", "C.UTF-8"),
+        ("LC_TIME", "en_GB.UTF-8"),
+    ];
+
     fn env_of(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs
             .iter()
@@ -306,16 +316,11 @@ mod tests {
             ("SUDO_USER", "operator"),
             ("LD_PRELOAD", "/tmp/evil.so"),
             ("HTTPS_PROXY", "http://elsewhere:3128"),
-            ("TERM", "xterm-256color"),
-            ("COLORTERM", "truecolor"),
-            ("LANG", "de_DE.UTF-8"),
-            ("LANGUAGE", "de"),
-            ("LC_ALL", "C.UTF-8"),
-            ("LC_TIME", "en_GB.UTF-8"),
             ("LC_", "not a locale variable"),
             ("LCX", "no"),
             ("EDITOR", "vim"),
         ]);
+        let inherited = inherited.into_iter().chain(env_of(PASSED_THROUGH));
         let env = build_env(&config_with(&["claude"], &[]), &agent(), inherited);
         let proxy = "http://127.0.0.1:8888";
         let bundle = "/etc/pipelock/combined-ca.pem";
@@ -342,14 +347,9 @@ mod tests {
             ("CARGO_HTTP_CAINFO", bundle),
             ("PIP_CERT", bundle),
             ("NODE_EXTRA_CA_CERTS", "/etc/pipelock/ca.pem"),
-            ("TERM", "xterm-256color"),
-            ("COLORTERM", "truecolor"),
-            ("LANG", "de_DE.UTF-8"),
-            ("LANGUAGE", "de"),
-            ("LC_ALL", "C.UTF-8"),
-            ("LC_TIME", "en_GB.UTF-8"),
         ])
         .into_iter()
+        .chain(env_of(PASSED_THROUGH))
         .collect();
         assert_eq!(env, expected);
     }

@@ -1310,22 +1310,32 @@ fn attempts_text(attempts: &[Attempt]) -> String {
         .join(", ")
 }
 
-fn cannot_probe(name: &str, err: &str) -> Probe {
-    Probe::skip(
-        name,
-        format!("cannot run a probe as the agent: {err}"),
-        format!("{APPLY} (the agent user must exist); run verify as root with setpriv installed"),
-    )
+/// The attempts with their summary, or the skip when the probe could not run as the agent.
+/// The network probes below share one skeleton (skip, first leak, verdict); only their words differ.
+fn made_attempts<'a>(name: &str, obs: &'a AgentAttempts) -> Result<(&'a [Attempt], String), Probe> {
+    match obs {
+        Ok(attempts) => Ok((attempts, attempts_text(attempts))),
+        Err(err) => Err(Probe::skip(
+            name,
+            format!("cannot run a probe as the agent: {err}"),
+            format!(
+                "{APPLY} (the agent user must exist); run verify as root with setpriv installed"
+            ),
+        )),
+    }
+}
+
+fn first_through(attempts: &[Attempt]) -> Option<&Attempt> {
+    attempts.iter().find(|a| a.outcome.got_through())
 }
 
 pub fn agent_egress_denied(obs: &AgentAttempts) -> Probe {
     const NAME: &str = "agent-egress-denied";
-    let attempts = match obs {
-        Err(err) => return cannot_probe(NAME, err),
-        Ok(attempts) => attempts,
+    let (attempts, text) = match made_attempts(NAME, obs) {
+        Ok(made) => made,
+        Err(skip) => return skip,
     };
-    let text = attempts_text(attempts);
-    if let Some(leak) = attempts.iter().find(|a| a.outcome.got_through()) {
+    if let Some(leak) = first_through(attempts) {
         return Probe::fail(
             NAME,
             format!(
@@ -1419,12 +1429,11 @@ pub fn operator_direct(obs: &FetchObs) -> Probe {
 
 pub fn agent_loopback_denied(obs: &AgentAttempts) -> Probe {
     const NAME: &str = "agent-loopback-denied";
-    let attempts = match obs {
-        Err(err) => return cannot_probe(NAME, err),
-        Ok(attempts) => attempts,
+    let (attempts, text) = match made_attempts(NAME, obs) {
+        Ok(made) => made,
+        Err(skip) => return skip,
     };
-    let text = attempts_text(attempts);
-    if let Some(leak) = attempts.iter().find(|a| a.outcome.got_through()) {
+    if let Some(leak) = first_through(attempts) {
         return Probe::fail(
             NAME,
             format!(
@@ -1450,15 +1459,14 @@ pub fn agent_loopback_denied(obs: &AgentAttempts) -> Probe {
 
 pub fn dns_policy(config: &Config, obs: &AgentAttempts) -> Probe {
     const NAME: &str = "dns-policy";
-    let attempts = match obs {
-        Err(err) => return cannot_probe(NAME, err),
-        Ok(attempts) => attempts,
+    let (attempts, text) = match made_attempts(NAME, obs) {
+        Ok(made) => made,
+        Err(skip) => return skip,
     };
-    let text = attempts_text(attempts);
     let is_loopback = |a: &&Attempt| a.target.contains("127.") || a.target.contains("[::1]");
     match config.network.dns {
         DnsPolicy::Blocked => {
-            if let Some(leak) = attempts.iter().find(|a| a.outcome.got_through()) {
+            if let Some(leak) = first_through(attempts) {
                 return Probe::fail(
                     NAME,
                     format!(
