@@ -261,7 +261,7 @@ pub struct GrantArgs {
     #[arg(value_name = "PATH")]
     pub path: Utf8PathBuf,
     /// Read-only (r-X) or read-write (rwX).
-    #[arg(long, value_enum, default_value_t = crate::grants::Mode::Ro)]
+    #[arg(long, default_value = "ro", value_parser = grant_mode())]
     pub mode: crate::grants::Mode,
     /// Revoke automatically after this long, for example 30m, 8h, 1h30m, 2d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
@@ -398,6 +398,18 @@ pub struct AgentProbeArgs {
 /// The clap command, for the man page and completions.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
+}
+
+/// `--mode ro|rw`, with each mode's meaning in the help.
+fn grant_mode() -> impl clap::builder::TypedValueParser<Value = crate::grants::Mode> {
+    use crate::grants::Mode;
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new([
+        clap::builder::PossibleValue::new("ro")
+            .help("Read files, enter and list directories (`r-X`)"),
+        clap::builder::PossibleValue::new("rw").help("Also create, change and delete (`rwX`)"),
+    ])
+    .map(|mode| if mode == "rw" { Mode::Rw } else { Mode::Ro })
 }
 
 #[cfg(test)]

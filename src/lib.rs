@@ -1,24 +1,10 @@
-//! pipelock-containment: config, host facts, rendering and the host layer behind the CLI.
+//! pipelock-containment: the CLI over the pure core (`pipelock_policy`) and the host layer (`pipelock_host`).
 
-pub mod account;
-pub mod blocked;
-pub mod ca;
+pub use pipelock_host as host;
+pub use pipelock_policy::{
+    account, blocked, ca, config, exit, facts, grants, launch, metrics, paths, plan, render,
+    session, status, sysusers, timefmt, tools, verify, watch,
+};
+
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod exit;
-pub mod facts;
-pub mod grants;
-pub mod host;
-pub mod launch;
-pub mod metrics;
-pub mod paths;
-pub mod plan;
-pub mod render;
-pub mod session;
-pub mod status;
-pub mod sysusers;
-pub mod timefmt;
-pub mod tools;
-pub mod verify;
-pub mod watch;

@@ -20,6 +20,7 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     // cargo-deb strips with binutils and finds shared-library dependencies with dpkg-shlibdeps
     ("cc", "build-essential", Need::Build),
     ("strip", "binutils", Need::Build),
+    ("nm", "binutils", Need::Build),
     ("dpkg-shlibdeps", "dpkg-dev", Need::Build),
     ("fakeroot", "fakeroot", Need::Build),
     ("xz", "xz-utils", Need::Build),
@@ -371,7 +372,7 @@ mod tests {
     fn every_called_program_is_listed() {
         let root = crate::cmd::project_root();
         let mut files = Vec::new();
-        for dir in ["src", "xtask/src", "tests"] {
+        for dir in ["src", "crates", "xtask/src", "tests"] {
             collect_rs(&root.join(dir).into_std_path_buf(), &mut files);
         }
         assert!(

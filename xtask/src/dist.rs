@@ -84,17 +84,52 @@ pub fn full_version(suffix: Option<&str>) -> Result<String> {
     Ok(format!("{base}{suffix}"))
 }
 
+/// The binaries on the session path: sudo runs them on every launch, and session-init runs as
+/// the agent. They must not link the template engine, the X.509 parser, the TOML editor or the
+/// CLI parser (ARCHITECTURE.md, "The session binaries are lean").
+const LEAN_BINARIES: [&str; 4] = [
+    "cc-launch",
+    "launch-session",
+    "session-init",
+    "pipelock-bridge",
+];
+const NOT_IN_LEAN_BINARIES: [&str; 4] = [
+    "handlebars::",
+    "x509_parser::",
+    "toml_edit::",
+    "clap_builder::",
+];
+
+fn check_lean_binaries(release_dir: &Utf8Path) -> Result<()> {
+    for name in LEAN_BINARIES {
+        let path = release_dir.join(name);
+        let symbols = cmd::output(std::process::Command::new("nm").args(["-C", path.as_str()]))?;
+        for library in NOT_IN_LEAN_BINARIES {
+            let count = symbols.lines().filter(|l| l.contains(library)).count();
+            if count > 0 {
+                bail!(
+                    "{path} links {library} ({count} symbols); the session binaries must stay lean: \
+                     find what they call from crates/host or crates/policy that uses it, and keep \
+                     it out of their path"
+                );
+            }
+        }
+    }
+    println!(
+        "session binaries lean: no {}",
+        NOT_IN_LEAN_BINARIES.join(", no ")
+    );
+    Ok(())
+}
+
 /// The root package's version, from the root Cargo.toml (the xtask's own version is 0.0.0).
 fn crate_version() -> Result<String> {
     let path = cmd::project_root().join("Cargo.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let manifest: toml::Table = text
-        .parse()
-        .with_context(|| format!("cannot parse {path}"))?;
-    manifest
-        .get("package")
-        .and_then(|p| p.get("version"))
-        .and_then(|v| v.as_str())
+    let manifest: toml::Value =
+        toml::from_str(&text).with_context(|| format!("cannot parse {path}"))?;
+    rpm_package::package_key(&manifest, "version")
+        .and_then(toml::Value::as_str)
         .map(str::to_owned)
         .with_context(|| format!("{path} has no package.version"))
 }
@@ -171,6 +206,7 @@ pub fn dist(args: &DistArgs) -> Result<Packages> {
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(Utf8PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
+    check_lean_binaries(&target_dir.join("release"))?;
     generate::strip_binaries(&target_dir.join("release"), &generated)?;
     rpm_scripts::write_all(&root, &generated, &sysusers::render(&packages.config))?;
 

@@ -41,6 +41,16 @@ pub struct Manifest {
     pub description: String,
 }
 
+/// `[package] KEY` of a Cargo.toml, following `KEY.workspace = true` to `[workspace.package]`.
+pub fn package_key<'a>(manifest: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    let value = manifest.get("package")?.get(key)?;
+    if value.get("workspace").and_then(toml::Value::as_bool) == Some(true) {
+        manifest.get("workspace")?.get("package")?.get(key)
+    } else {
+        Some(value)
+    }
+}
+
 /// Read `[package]`, `[package.metadata.rpm]` and the .deb's maintainer and description.
 pub fn manifest(root: &Utf8Path) -> Result<Manifest> {
     let path = root.join("Cargo.toml");
@@ -63,7 +73,7 @@ pub fn manifest(root: &Utf8Path) -> Result<Manifest> {
         rpm: rpm
             .try_into()
             .with_context(|| format!("{path}: [package.metadata.rpm]"))?,
-        license: string(package.get("license"), "package.license")?,
+        license: string(package_key(&doc, "license"), "package.license")?,
         homepage: string(package.get("homepage"), "package.homepage")?,
         packager: string(
             deb.and_then(|d| d.get("maintainer")),

@@ -1,6 +1,6 @@
 //! Contained sessions on the host: `cc-launch` (the operator), `launch-session` (root, through
 //! sudo: starts the transient unit), `session-init` (the agent, inside the unit: the bridge, then
-//! the tool), and listing and stopping sessions. The sandbox itself is `crate::session`.
+//! the tool), and listing and stopping sessions. The sandbox itself is `pipelock_policy::session`.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -14,13 +14,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::stat::{fstat, SFlag};
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::exit;
-use crate::facts::Account;
-use crate::grants::GrantRecord;
-use crate::host::bridge;
-use crate::launch::{self, Refusal};
-use crate::session::{self, SessionSpec, Stdio};
+use crate::bridge;
+use pipelock_policy::config::{Config, DEFAULT_CONFIG_PATH};
+use pipelock_policy::exit;
+use pipelock_policy::facts::Account;
+use pipelock_policy::grants::GrantRecord;
+use pipelock_policy::launch::{self, Refusal};
+use pipelock_policy::session::{self, SessionSpec, Stdio};
 
 /// The message and exit code of a refused launch, printed as `cc-launch: ...`.
 fn refuse(refusal: &Refusal) -> i32 {
@@ -29,7 +29,7 @@ fn refuse(refusal: &Refusal) -> i32 {
 }
 
 fn read_config() -> Result<Config, i32> {
-    crate::host::fs::read_config(camino::Utf8Path::new(DEFAULT_CONFIG_PATH)).map_err(|err| {
+    crate::fs::read_config(camino::Utf8Path::new(DEFAULT_CONFIG_PATH)).map_err(|err| {
         eprintln!("cc-launch: {err:#}");
         exit::CONFIG
     })
@@ -153,7 +153,7 @@ fn active_grants(config: &Config) -> Vec<GrantRecord> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match crate::host::fs::read_grant_records(&config.grants.records) {
+    match crate::fs::read_grant_records(&config.grants.records) {
         Ok(records) => records
             .grants
             .into_iter()
@@ -264,7 +264,7 @@ fn prepare_session(config: &Config, args: &[OsString]) -> Result<(Vec<String>, S
     launch::select_tool(config, tool)?;
     let (operator, _uid) = sudo_operator(config)?;
     check_platform()?;
-    let agent = crate::host::facts::lookup_account(&config.users.agent)
+    let agent = crate::facts::lookup_account(&config.users.agent)
         .ok()
         .flatten()
         .ok_or_else(|| {
@@ -540,9 +540,9 @@ pub fn session_init_main() -> i32 {
 }
 
 fn prepare_init(config: &Config, tool: &str) -> Result<Utf8PathBuf, Refusal> {
-    let agent = crate::host::launch::current_agent(config)?;
+    let agent = crate::launch::current_agent(config)?;
     let target = launch::select_tool(config, tool)?;
-    let program = crate::host::launch::locate(&target, &agent)?;
+    let program = crate::launch::locate(&target, &agent)?;
     check_private_network()?;
     for port in session::bridged_ports(config) {
         let listeners = bridge::listen_in_session(port).map_err(|err| {
@@ -562,7 +562,7 @@ fn prepare_init(config: &Config, tool: &str) -> Result<Utf8PathBuf, Refusal> {
 
 /// `pipelock-agent-*` units systemd knows, with their properties.
 pub fn list_sessions() -> Result<Vec<session::Session>> {
-    let out = crate::host::process::run_ok(
+    let out = crate::process::run_ok(
         "systemctl",
         &[
             "list-units",
@@ -584,12 +584,12 @@ pub fn list_sessions() -> Result<Vec<session::Session>> {
     }
     let mut args = vec!["show", "-p", session::SHOW_PROPERTIES];
     args.extend(units.iter().map(String::as_str));
-    let out = crate::host::process::run_ok("systemctl", &args)?;
+    let out = crate::process::run_ok("systemctl", &args)?;
     let mut sessions = session::parse_show(&String::from_utf8_lossy(&out.stdout));
-    let listeners: Vec<crate::verify::Listener> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let listeners: Vec<pipelock_policy::verify::Listener> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
-        .flat_map(|text| crate::verify::parse_proc_net_tcp(&text))
+        .flat_map(|text| pipelock_policy::verify::parse_proc_net_tcp(&text))
         .collect();
     for s in &mut sessions {
         if s.tasks.is_none() {
@@ -603,7 +603,7 @@ pub fn list_sessions() -> Result<Vec<session::Session>> {
 }
 
 /// Host loopback ports whose listening socket the session's first process holds.
-fn published_ports(pid: u32, listeners: &[crate::verify::Listener]) -> Vec<u16> {
+fn published_ports(pid: u32, listeners: &[pipelock_policy::verify::Listener]) -> Vec<u16> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
@@ -660,7 +660,7 @@ pub fn stop_units(units: &[String]) -> Result<()> {
     }
     let mut args = vec!["stop"];
     args.extend(units.iter().map(String::as_str));
-    crate::host::process::run_ok("systemctl", &args)
+    crate::process::run_ok("systemctl", &args)
         .map(drop)
         .context("stopping sessions")
 }

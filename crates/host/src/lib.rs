@@ -1,4 +1,4 @@
-//! The one layer that touches the host: user database, files, subprocesses. Everything else is pure.
+//! pipelock-host: the one layer that touches the host: user database, files, subprocesses. Everything else is pure.
 
 pub mod apply;
 pub mod bridge;

@@ -576,7 +576,4 @@ pub fn format_time(secs: i64) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod testutil;
-
-#[cfg(test)]
 mod tests;

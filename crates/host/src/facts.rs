@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::unistd::User;
 
-use crate::config::Config;
-use crate::facts::{Account, DistroPaths, Facts, LoginUidRange};
+use pipelock_policy::config::Config;
+use pipelock_policy::facts::{Account, DistroPaths, Facts, LoginUidRange};
 
 /// UIDs to assume for accounts that do not exist yet, so `render` can show the result before install.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,7 +15,7 @@ pub struct AssumedUids {
 }
 
 /// One of the scheduler's programs is on this host.
-pub fn scheduler_installed(scheduler: &crate::account::Scheduler) -> bool {
+pub fn scheduler_installed(scheduler: &pipelock_policy::account::Scheduler) -> bool {
     scheduler.programs.iter().any(|p| Utf8Path::new(p).exists())
 }
 
@@ -74,7 +74,7 @@ pub fn gather(config: &Config, assumed: AssumedUids) -> Result<Facts> {
         proxy,
         login_range,
         distro,
-        sshd_dropin_dir: Utf8Path::new(crate::account::SSHD_DROPIN_DIR).is_dir(),
+        sshd_dropin_dir: Utf8Path::new(pipelock_policy::account::SSHD_DROPIN_DIR).is_dir(),
     };
     if let Err(problem) = facts.check_accounts() {
         bail!(problem);

@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
-use crate::ca::testutil::{bundle_of, long_ca, ymd, TestCert};
+use testbed::certs::{bundle_of, long_ca, ymd, TestCert};
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -11,17 +11,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 
-use crate::config::Config;
-use crate::facts::{Account, Facts, LoginUidRange};
-use crate::host::facts::{gather, lookup_account, AssumedUids};
-use crate::paths;
-use crate::render::{render_all, FileKind, RenderedFile};
-use crate::verify::{
+use crate::facts::{gather, lookup_account, AssumedUids};
+use pipelock_policy::config::Config;
+use pipelock_policy::facts::{Account, Facts, LoginUidRange};
+use pipelock_policy::paths;
+use pipelock_policy::render::{render_all, FileKind, RenderedFile};
+use pipelock_policy::verify::{
     parse_proc_net_tcp, Access, AgentAttempts, Attempt, CaBundleObs, CaKeyObs, FetchObs, FileState,
     GeneratedFileObs, NetOutcome, Observations, ProxyObs, SessionView, SessionsObs, SudoersObs,
     TableObs, UnitObs, UsersObs, WatcherObs, WrappersObs,
 };
-use crate::verify::{DbusObs, SchedulerObs, SshdObs, WaysInObs};
+use pipelock_policy::verify::{DbusObs, SchedulerObs, SshdObs, WaysInObs};
 
 /// The boot unit that loads the table.
 pub const BOOT_UNIT: &str = "pipelock-containment.service";
@@ -144,10 +144,10 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
             agent_shadow: std::fs::read_to_string("/etc/shadow")
                 .ok()
                 .and_then(|text| {
-                    crate::facts::shadow_state(
+                    pipelock_policy::facts::shadow_state(
                         &text,
                         &config.users.agent,
-                        crate::host::facts::days_since_epoch(),
+                        crate::facts::days_since_epoch(),
                     )
                 }),
             agent_shell: nix::unistd::User::from_name(&config.users.agent)
@@ -204,8 +204,8 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
         sessions,
         watcher: WatcherObs {
             systemd_running: systemd,
-            active: systemctl(&["is-active", crate::watch::UNIT]),
-            state: crate::host::watch::read_state(),
+            active: systemctl(&["is-active", pipelock_policy::watch::UNIT]),
+            state: crate::watch::read_state(),
         },
         ways_in: observe_ways_in(config),
     }
@@ -233,11 +233,11 @@ fn observe_ways_in(config: &Config) -> WaysInObs {
         }
     };
     let read = |path: &str| std::fs::read_to_string(path).ok();
-    let schedulers = crate::account::SCHEDULERS
+    let schedulers = pipelock_policy::account::SCHEDULERS
         .iter()
         .map(|s| SchedulerObs {
             name: s.name,
-            installed: crate::host::facts::scheduler_installed(s),
+            installed: crate::facts::scheduler_installed(s),
             allow_path: s.allow.into(),
             allow: read(s.allow),
             deny_path: s.deny.into(),
@@ -248,9 +248,10 @@ fn observe_ways_in(config: &Config) -> WaysInObs {
         sshd,
         schedulers,
         dbus: DbusObs {
-            path: crate::account::DBUS_POLICY.into(),
-            found: read(crate::account::DBUS_POLICY),
-            expected: crate::render::render_dbus_policy(config).map_err(|e| format!("{e:#}")),
+            path: pipelock_policy::account::DBUS_POLICY.into(),
+            found: read(pipelock_policy::account::DBUS_POLICY),
+            expected: pipelock_policy::render::render_dbus_policy(config)
+                .map_err(|e| format!("{e:#}")),
         },
     }
 }
@@ -260,11 +261,11 @@ fn observe_sessions(agent_uid: Option<u32>) -> SessionsObs {
     let systemd_running = systemd_running();
     let mut outside = Vec::new();
     for pid in agent_uid
-        .map(crate::host::process::processes_of)
+        .map(crate::process::processes_of)
         .unwrap_or_default()
     {
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if !cgroup.contains(&format!("/{}/", crate::session::AGENTS_SLICE)) {
+        if !cgroup.contains(&format!("/{}/", pipelock_policy::session::AGENTS_SLICE)) {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|raw| {
                     String::from_utf8_lossy(&raw)
@@ -278,7 +279,7 @@ fn observe_sessions(agent_uid: Option<u32>) -> SessionsObs {
     }
     let mut sessions = Vec::new();
     if systemd_running {
-        for s in crate::host::session::list_sessions().unwrap_or_default() {
+        for s in crate::session::list_sessions().unwrap_or_default() {
             let Some(pid) = s.main_pid else { continue };
             let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
             let interfaces = dev
@@ -438,7 +439,7 @@ fn visudo_check(path: &Path) -> Option<Result<(), String>> {
 }
 
 /// Every listening TCP socket of this network namespace, with its owner.
-pub fn listeners() -> Vec<crate::verify::Listener> {
+pub fn listeners() -> Vec<pipelock_policy::verify::Listener> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
@@ -691,7 +692,7 @@ fn fetch(config: &Config, url: &str, agent: Option<&Account>) -> FetchObs {
 }
 
 /// The named counters of the loaded table: Ok(None) when it is not loaded.
-pub fn counters() -> Result<Option<Vec<crate::status::Counter>>, String> {
+pub fn counters() -> Result<Option<Vec<pipelock_policy::status::Counter>>, String> {
     let out = run(
         "nft",
         &[
@@ -705,7 +706,8 @@ pub fn counters() -> Result<Option<Vec<crate::status::Counter>>, String> {
     )
     .map_err(|err| format!("cannot run nft: {err}"))?;
     if out.status.success() {
-        crate::status::parse_counters_json(&String::from_utf8_lossy(&out.stdout)).map(Some)
+        pipelock_policy::status::parse_counters_json(&String::from_utf8_lossy(&out.stdout))
+            .map(Some)
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No such file or directory") {
@@ -720,10 +722,12 @@ pub fn counters() -> Result<Option<Vec<crate::status::Counter>>, String> {
 pub const STATUS_UNITS: &[&str] = &[BOOT_UNIT, PROXY_UNIT, "pipelock-containment-metrics.timer"];
 
 /// Gather the status screen. Drift comes from the same probes verify runs (without the agent probes).
-pub fn status_view(config: &Config) -> crate::status::StatusView {
-    use crate::status::{drifted, last_apply_from_manifest, Role, StatusView, Tool, Unit};
+pub fn status_view(config: &Config) -> pipelock_policy::status::StatusView {
+    use pipelock_policy::status::{
+        drifted, last_apply_from_manifest, Role, StatusView, Tool, Unit,
+    };
     let observations = observe(config, &Options::default());
-    let probes = crate::verify::evaluate(config, &observations);
+    let probes = pipelock_policy::verify::evaluate(config, &observations);
     let drift_checked = super::is_root();
     let drifted = if drift_checked {
         drifted(&probes)
@@ -748,7 +752,7 @@ pub fn status_view(config: &Config) -> crate::status::StatusView {
                 .map(|d| {
                     format!(
                         "{} (manifest modified)",
-                        crate::blocked::rfc3339_from_micros(d.as_micros() as u64)
+                        pipelock_policy::blocked::rfc3339_from_micros(d.as_micros() as u64)
                     )
                 })
                 .unwrap_or_else(|| "recorded, time unknown".into())
@@ -804,7 +808,7 @@ pub fn status_view(config: &Config) -> crate::status::StatusView {
                 let wrapper = format!(
                     "{}/{}",
                     paths::WRAPPER_DIR,
-                    crate::config::tool_command_name(tool)
+                    pipelock_policy::config::tool_command_name(tool)
                 );
                 Tool {
                     tool: tool.clone(),
@@ -826,8 +830,8 @@ pub enum LogSource {
 }
 
 /// Read blocked attempts.
-pub fn read_blocked(source: &LogSource) -> Result<Vec<crate::blocked::Entry>> {
-    use crate::blocked::{parse_journal_json, parse_text};
+pub fn read_blocked(source: &LogSource) -> Result<Vec<pipelock_policy::blocked::Entry>> {
+    use pipelock_policy::blocked::{parse_journal_json, parse_text};
     let text = match source {
         LogSource::File(path) if path.as_os_str() == "-" => {
             let mut text = String::new();
@@ -865,7 +869,7 @@ pub fn read_blocked(source: &LogSource) -> Result<Vec<crate::blocked::Entry>> {
 }
 
 /// Gather the metrics: the verify probes (as the agent, without URL) and the counters.
-pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
+pub fn metrics_input(config: &Config) -> pipelock_policy::metrics::MetricsInput {
     let observations = observe(
         config,
         &Options {
@@ -873,7 +877,7 @@ pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
             agent_probes: true,
         },
     );
-    let probes = crate::verify::evaluate(config, &observations);
+    let probes = pipelock_policy::verify::evaluate(config, &observations);
     let counters = counters().ok().flatten();
     let value = |name: &str| {
         counters
@@ -883,16 +887,16 @@ pub fn metrics_input(config: &Config) -> crate::metrics::MetricsInput {
             .unwrap_or((0, 0))
     };
     let status = |name: &str| probes.iter().find(|p| p.name == name).map(|p| p.status);
-    crate::metrics::MetricsInput {
+    pipelock_policy::metrics::MetricsInput {
         contained: !probes
             .iter()
-            .any(|p| p.status == crate::verify::Status::Fail),
-        drift: !crate::status::drifted(&probes).is_empty(),
+            .any(|p| p.status == pipelock_policy::verify::Status::Fail),
+        drift: !pipelock_policy::status::drifted(&probes).is_empty(),
         table_loaded: counters.is_some(),
         blocked_packets: value("blocked").0,
         blocked_bytes: value("blocked").1,
         dns_blocked_packets: value("dns_blocked").0,
-        proxy_up: status("proxy-unit") == Some(crate::verify::Status::Pass),
+        proxy_up: status("proxy-unit") == Some(pipelock_policy::verify::Status::Pass),
         table_restores: observations
             .watcher
             .state

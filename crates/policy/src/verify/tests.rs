@@ -658,7 +658,7 @@ fn proc_net_tcp_listeners() {
     }
 }
 
-const SCHEMA: &str = include_str!("../../docs/verify-schema.json");
+const SCHEMA: &str = include_str!("../../../../docs/verify-schema.json");
 
 fn validate(report: &Report) {
     let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();

@@ -21,10 +21,10 @@ use nix::unistd::{Group, Pid, Uid, User};
 
 use super::fs::write_atomic;
 use super::process::{processes_of, run, run_ok};
-use crate::config::Config;
-use crate::facts::DistroPaths;
-use crate::paths;
-use crate::plan::{
+use pipelock_policy::config::Config;
+use pipelock_policy::facts::DistroPaths;
+use pipelock_policy::paths;
+use pipelock_policy::plan::{
     self, AccountTool, AccountsObserved, FileState, Manifest, NftState, Observed, Plan, Step,
     UnitState, UserUnitLink, Validator,
 };
@@ -63,7 +63,7 @@ pub fn observe_nft() -> NftState {
         );
     }
     // One call: the table's stateless text, or nft saying it is not there.
-    match crate::host::verify::list_loaded_table() {
+    match crate::verify::list_loaded_table() {
         Ok(Some(text)) => NftState::Present(text),
         Ok(None) => NftState::Absent,
         Err(err) => NftState::Unreachable(format!("`nft list table` failed: {err}")),
@@ -221,7 +221,7 @@ pub fn observe_user_units() -> Vec<UserUnitLink> {
 }
 
 fn deny_list_paths() -> impl Iterator<Item = Utf8PathBuf> {
-    crate::account::SCHEDULERS
+    pipelock_policy::account::SCHEDULERS
         .iter()
         .map(|s| Utf8PathBuf::from(s.deny))
 }
@@ -251,11 +251,11 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
     let running = systemd_running();
     let unit_names: Vec<&str> = plan::UNITS
         .iter()
-        .chain(crate::account::SSHD_UNITS)
+        .chain(pipelock_policy::account::SSHD_UNITS)
         .copied()
         .collect();
     let units = observe_units(&unit_names, running);
-    let schedulers = crate::account::SCHEDULERS
+    let schedulers = pipelock_policy::account::SCHEDULERS
         .iter()
         .filter(|s| super::facts::scheduler_installed(s))
         .map(|s| Utf8PathBuf::from(s.deny))
@@ -275,8 +275,8 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
 }
 
 /// The combined CA bundle as it is, and as `ca refresh` would write it now.
-pub fn observe_ca(config: &Config, facts: &crate::facts::Facts) -> Result<plan::CaState> {
-    let planned = crate::host::ca::plan(config, facts);
+pub fn observe_ca(config: &Config, facts: &pipelock_policy::facts::Facts) -> Result<plan::CaState> {
+    let planned = crate::ca::plan(config, facts);
     let bundle = planned.paths.combined_bundle.clone();
     Ok(plan::CaState {
         current: observe_file(&bundle)?,
@@ -384,7 +384,7 @@ pub struct Executor<'a> {
     best_effort: bool,
     errors: Vec<String>,
     /// What the CA step refreshes for (apply only).
-    ca: Option<(&'a Config, &'a crate::facts::Facts)>,
+    ca: Option<(&'a Config, &'a pipelock_policy::facts::Facts)>,
     /// Remove: an agent process survived, so the table must stay.
     agent_survived: bool,
 }
@@ -410,7 +410,11 @@ impl<'a> Executor<'a> {
     }
 
     /// The config and facts the CA step (`ca refresh`) works with.
-    pub fn with_ca(mut self, config: &'a Config, facts: &'a crate::facts::Facts) -> Executor<'a> {
+    pub fn with_ca(
+        mut self,
+        config: &'a Config,
+        facts: &'a pipelock_policy::facts::Facts,
+    ) -> Executor<'a> {
         self.ca = Some((config, facts));
         self
     }
@@ -713,7 +717,7 @@ impl<'a> Executor<'a> {
             Step::RevokeGrants { records } => {
                 let mut config = Config::defaults();
                 config.grants.records = records.clone();
-                let (revoked, problems) = crate::host::grants::revoke_all(&config)?;
+                let (revoked, problems) = crate::grants::revoke_all(&config)?;
                 if revoked.is_empty() && problems.is_empty() {
                     (self.log)("  no active workspace grant");
                 }
@@ -793,11 +797,11 @@ impl<'a> Executor<'a> {
 /// `verify` reports it. Failures to write fail the step (and roll back).
 pub fn refresh_ca_bundle(
     config: &Config,
-    facts: &crate::facts::Facts,
+    facts: &pipelock_policy::facts::Facts,
     refused_when_planned: bool,
     log: Log<'_>,
 ) -> Result<()> {
-    match crate::host::ca::refresh(config, facts, false) {
+    match crate::ca::refresh(config, facts, false) {
         Ok(outcome) => {
             for line in outcome.report() {
                 log(&format!("  {line}"));
@@ -813,7 +817,7 @@ pub fn refresh_ca_bundle(
             }
             Ok(())
         }
-        Err(err) if refused_when_planned || crate::host::ca::is_refused_input(&err) => {
+        Err(err) if refused_when_planned || crate::ca::is_refused_input(&err) => {
             log(&format!(
                 "  WARNING: {err:#}. The combined CA bundle {} keeps its previous contents; fix the file, then run `pipelock-containment ca refresh`",
                 config.ca.combined_bundle
@@ -1015,7 +1019,7 @@ fn remove_if_present(path: &Utf8Path) -> Result<()> {
 /// after the table is gone. The spools are root's; the home is the agent's, so its user units
 /// are deleted by a process running as the agent (no symlink there reaches anything else).
 fn remove_agent_jobs(user: &str, systemd_running: bool) -> Result<Vec<String>> {
-    use crate::account::{AT_SPOOLS, CRONTAB_SPOOLS, LINGER_DIR, USER_UNIT_DIR};
+    use pipelock_policy::account::{AT_SPOOLS, CRONTAB_SPOOLS, LINGER_DIR, USER_UNIT_DIR};
     let mut done = Vec::new();
     let Some(account) = User::from_name(user)? else {
         return Ok(vec![format!("no user {user}: no job to delete")]);
@@ -1165,7 +1169,7 @@ fn kill_all_as(uid: u32) -> Result<()> {
 fn lock_agent_account(config: &Config, log: Log<'_>) {
     let name = &config.users.agent;
     let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
-    match crate::facts::shadow_state(&shadow, name, super::facts::days_since_epoch()) {
+    match pipelock_policy::facts::shadow_state(&shadow, name, super::facts::days_since_epoch()) {
         Some(state) if state.locked && state.expired => {}
         Some(_) => {
             log(&format!(
@@ -1216,7 +1220,7 @@ pub struct Planned {
     pub plan: Plan,
     pub observed: Observed,
     pub warnings: Vec<String>,
-    pub facts: crate::facts::Facts,
+    pub facts: pipelock_policy::facts::Facts,
 }
 
 /// `manage_units`: enable and start the units (false under a maintainer script, where the
@@ -1237,15 +1241,15 @@ pub fn plan_for_host(
              them and renders their real UIDs"
                 .to_string(),
         );
-        crate::host::facts::AssumedUids {
+        crate::facts::AssumedUids {
             agent: Some(999),
             proxy: Some(998),
         }
     } else {
         Default::default()
     };
-    let facts = crate::host::facts::gather(config, assumed)?;
-    let rendered = crate::render::render_all(config, &facts)?;
+    let facts = crate::facts::gather(config, assumed)?;
+    let rendered = pipelock_policy::render::render_all(config, &facts)?;
     let wanted: Vec<Utf8PathBuf> = plan::desired_files(&rendered)
         .into_iter()
         .map(|f| f.0)
@@ -1283,9 +1287,10 @@ fn loaded_table_drifted(nft: &NftState) -> bool {
     let Ok(on_disk) = std::fs::read_to_string(paths::RULE_FILE) else {
         return false;
     };
-    match crate::host::verify::normalize_through_nft(&on_disk) {
+    match crate::verify::normalize_through_nft(&on_disk) {
         Ok(expected) => {
-            crate::verify::normalize_table(loaded) != crate::verify::normalize_table(&expected)
+            pipelock_policy::verify::normalize_table(loaded)
+                != pipelock_policy::verify::normalize_table(&expected)
         }
         Err(_) => false,
     }
@@ -1357,8 +1362,8 @@ pub fn remove_host(config: &Config, log: Log<'_>) -> Result<Removed> {
         config.ca.combined_bundle.clone(),
         config.grants.records.clone(),
         paths::SUDOERS_GRANTS_DROPIN.into(),
-        crate::ca::PATH_UNIT_DROPIN.into(),
-        crate::account::SSHD_DROPIN.into(),
+        pipelock_policy::ca::PATH_UNIT_DROPIN.into(),
+        pipelock_policy::account::SSHD_DROPIN.into(),
     ];
     wanted.extend(deny_list_paths());
     let observed = observe(&wanted)?;

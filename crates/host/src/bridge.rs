@@ -16,8 +16,8 @@ use nix::sys::socket::{
     recvmsg, sendmsg, shutdown, ControlMessage, ControlMessageOwned, MsgFlags, Shutdown,
 };
 
-use crate::config::Config;
-use crate::session::{self, BridgeRequest};
+use pipelock_policy::config::Config;
+use pipelock_policy::session::{self, BridgeRequest};
 
 /// Stack of each forwarding thread: they only loop over splice(2).
 const THREAD_STACK: usize = 64 * 1024;
@@ -229,7 +229,7 @@ impl CurrentConfig {
     }
 
     fn modified() -> Option<std::time::SystemTime> {
-        std::fs::metadata(crate::config::DEFAULT_CONFIG_PATH)
+        std::fs::metadata(pipelock_policy::config::DEFAULT_CONFIG_PATH)
             .and_then(|m| m.modified())
             .ok()
     }
@@ -238,8 +238,8 @@ impl CurrentConfig {
         let now = Self::modified();
         if now != self.modified {
             self.modified = now;
-            let path = camino::Utf8Path::new(crate::config::DEFAULT_CONFIG_PATH);
-            match crate::host::fs::read_config(path) {
+            let path = camino::Utf8Path::new(pipelock_policy::config::DEFAULT_CONFIG_PATH);
+            match crate::fs::read_config(path) {
                 Ok(config) => self.config = std::sync::Arc::new(config),
                 Err(err) => {
                     eprintln!("pipelock-containment bridge: keeping the last config: {err:#}")

@@ -2,7 +2,7 @@
 //! atomically (0644 root:root, no write when unchanged), and fix the proxy CA key's owner and mode.
 //!
 //! `refresh` is what `ca refresh` and `apply` call; `inspect` is the read-only view `verify` and
-//! `status` use. The pure work (parsing, merging, who-can-read) lives in `crate::ca`.
+//! `status` use. The pure work (parsing, merging, who-can-read) lives in `pipelock_policy::ca`.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read};
@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use crate::ca::{self, FileAccess, ProxyCaStatus};
-use crate::config::Config;
-use crate::facts::Facts;
+use pipelock_policy::ca::{self, FileAccess, ProxyCaStatus};
+use pipelock_policy::config::Config;
+use pipelock_policy::facts::Facts;
 
 /// Mode of the combined bundle: everyone (the agent included) must read it.
 pub const BUNDLE_MODE: u32 = 0o644;
@@ -542,7 +542,7 @@ fn ensure_bundle_dir(bundle: &Utf8Path) -> Result<&Utf8Path> {
 /// The bundle through `host::fs::write_atomic`, its directory made first.
 fn write_bundle(path: &Utf8Path, contents: &[u8], owner: (u32, u32), mode: u32) -> Result<()> {
     ensure_bundle_dir(path)?;
-    crate::host::fs::write_atomic(path, contents, owner, mode)
+    crate::fs::write_atomic(path, contents, owner, mode)
 }
 
 /// Describe the key without opening it (so a dry run or verify works unprivileged); `None` if it

@@ -19,8 +19,8 @@ use nix::sys::stat::{fstat, FileStat, Mode as StatMode, SFlag};
 use nix::unistd::{getuid, Group, User};
 use posix_acl::{PosixACL, Qualifier};
 
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::grants::{
+use pipelock_policy::config::{Config, DEFAULT_CONFIG_PATH};
+use pipelock_policy::grants::{
     agent_shortfall, check_operator_may_grant, check_overlap, check_path_policy, classify_name,
     content_matches, perm_text, plan_entry, restore_default, restore_entry, revoke_plan, Acl,
     AclChange, AclKind, CredentialPattern, Desired, GrantRecord, Granter, Mode, NameVerdict,
@@ -675,7 +675,7 @@ fn apply_grant(
     // nothing changes. From there down, each parent gets an explicit `--x` (so the agent
     // cannot list it even where `other` could), and everything beside the path gets an explicit
     // empty entry (so the new traversal opens nothing but the way to the tree).
-    let parents = crate::grants::parents_top_down(&path);
+    let parents = pipelock_policy::grants::parents_top_down(&path);
     let mut below_barrier = false;
     for (i, parent) in parents.iter().enumerate() {
         let fd = open_nofollow(parent)?;
@@ -909,7 +909,7 @@ fn refresh_siblings(grants: &mut Vec<GrantRecord>) -> Vec<String> {
             .map(|c| c.path.clone())
             .collect();
         for parent in parents {
-            let Some(next) = crate::grants::next_on_path(&parent, &grant.path) else {
+            let Some(next) = pipelock_policy::grants::next_on_path(&parent, &grant.path) else {
                 continue;
             };
             let result = open_nofollow(&parent)
@@ -989,7 +989,7 @@ fn apply_entry(
     role: Role,
     desired: Desired,
 ) -> Result<()> {
-    let shared = crate::grants::original_state(others, path, AclKind::Access).cloned();
+    let shared = pipelock_policy::grants::original_state(others, path, AclKind::Access).cloned();
     let planned = plan_entry(current, record.agent.uid, desired);
     if let Some((next, _, _)) = &planned {
         write_acl(fd, path, AclKind::Access, Some(next))?;

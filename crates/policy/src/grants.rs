@@ -23,7 +23,7 @@ pub const PROTECTED_PREFIXES: &[&str] = &[
 ];
 
 /// How much of the tree the agent gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Read files, enter and list directories (`r-X`).

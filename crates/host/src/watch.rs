@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::host::process::run;
-use crate::paths;
-use crate::watch::{deletes_our_table, WatchState, STATE_FILE};
+use crate::process::run;
+use pipelock_policy::paths;
+use pipelock_policy::watch::{deletes_our_table, WatchState, STATE_FILE};
 
 fn table_loaded() -> bool {
     run(
@@ -25,7 +25,7 @@ fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    crate::timefmt::rfc3339(secs)
+    pipelock_policy::timefmt::rfc3339(secs)
 }
 
 fn save(state: &WatchState) {
@@ -34,7 +34,7 @@ fn save(state: &WatchState) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(err) = crate::host::fs::write_atomic(path, text.as_bytes(), (0, 0), 0o644) {
+    if let Err(err) = crate::fs::write_atomic(path, text.as_bytes(), (0, 0), 0o644) {
         eprintln!("pipelock-containment watch: cannot record to {STATE_FILE}: {err:#}");
     }
 }

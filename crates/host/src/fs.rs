@@ -7,8 +7,8 @@ use std::os::unix::fs::{fchown, OpenOptionsExt, PermissionsExt};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::config::Config;
-use crate::render::RenderedFile;
+use pipelock_policy::config::Config;
+use pipelock_policy::render::RenderedFile;
 
 /// Read and validate the config file; the error names the file.
 pub fn read_config(path: &Utf8Path) -> Result<Config> {
@@ -19,12 +19,12 @@ pub fn read_config(path: &Utf8Path) -> Result<Config> {
 }
 
 /// The workspace grant records at `path` (none when the file does not exist); the error names it.
-pub fn read_grant_records(path: &Utf8Path) -> Result<crate::grants::Records> {
+pub fn read_grant_records(path: &Utf8Path) -> Result<pipelock_policy::grants::Records> {
     if !path.exists() {
-        return Ok(crate::grants::Records::new());
+        return Ok(pipelock_policy::grants::Records::new());
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    crate::grants::Records::parse(&text, path.as_str()).map_err(|e| anyhow::anyhow!(e))
+    pipelock_policy::grants::Records::parse(&text, path.as_str()).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Write rendered files below `root`, mirroring their absolute paths, with their modes.

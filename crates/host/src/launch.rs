@@ -1,14 +1,14 @@
 //! The agent's side of a launch, inside the session unit: who runs, and which file the allowed
-//! tool is. The policy (allow-list, PATH, environment) lives in `crate::launch`.
+//! tool is. The policy (allow-list, PATH, environment) lives in `pipelock_policy::launch`.
 
 use std::os::unix::fs::PermissionsExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::unistd::{access, AccessFlags, Uid, User};
 
-use crate::config::Config;
-use crate::facts::Account;
-use crate::launch::{self, Refusal, ToolTarget};
+use pipelock_policy::config::Config;
+use pipelock_policy::facts::Account;
+use pipelock_policy::launch::{self, Refusal, ToolTarget};
 
 /// The running user, which must be the configured agent user (real and effective UID).
 pub fn current_agent(config: &Config) -> Result<Account, Refusal> {

@@ -1,7 +1,7 @@
 //! Tests of the pure bundle logic, with CAs generated in the test.
 
-use super::testutil::{bundle_of, ca, ca_without_cert_sign, leaf, long_ca, ymd};
 use super::*;
+use testbed::certs::{bundle_of, ca, ca_without_cert_sign, leaf, long_ca, ymd};
 
 fn now() -> i64 {
     ymd(2026, 6, 1)
@@ -389,7 +389,7 @@ fn times_format_as_utc() {
 
 #[test]
 fn the_packaged_path_unit_watches_the_default_inputs() {
-    let unit = include_str!("../../systemd/pipelock-containment-ca.path");
+    let unit = include_str!("../../../../systemd/pipelock-containment-ca.path");
     let watched: Vec<&str> = unit
         .lines()
         .filter_map(|line| line.strip_prefix("PathChanged="))

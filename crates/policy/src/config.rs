@@ -12,7 +12,7 @@ use crate::grants::{default_credential_patterns, CredentialPattern};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pipelock-containment/containment.toml";
 
 /// The shipped default config, every key written out and commented.
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../pkg/containment.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../pkg/containment.toml");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

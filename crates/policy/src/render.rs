@@ -52,21 +52,27 @@ pub struct RenderedFile {
 const TEMPLATES: &[(&str, &str)] = &[
     (
         "nft",
-        include_str!("../pkg/templates/pipelock-containment.nft.hbs"),
+        include_str!("../../../pkg/templates/pipelock-containment.nft.hbs"),
     ),
-    ("sudoers", include_str!("../pkg/templates/sudoers.hbs")),
-    ("wrapper", include_str!("../pkg/templates/wrapper.hbs")),
+    (
+        "sudoers",
+        include_str!("../../../pkg/templates/sudoers.hbs"),
+    ),
+    (
+        "wrapper",
+        include_str!("../../../pkg/templates/wrapper.hbs"),
+    ),
     (
         "proxy-dropin",
-        include_str!("../pkg/templates/pipelock-proxy-dropin.conf.hbs"),
+        include_str!("../../../pkg/templates/pipelock-proxy-dropin.conf.hbs"),
     ),
     (
         "sshd-deny",
-        include_str!("../pkg/templates/sshd-deny.conf.hbs"),
+        include_str!("../../../pkg/templates/sshd-deny.conf.hbs"),
     ),
     (
         "dbus-policy",
-        include_str!("../pkg/templates/dbus-policy.conf.hbs"),
+        include_str!("../../../pkg/templates/dbus-policy.conf.hbs"),
     ),
 ];
 
@@ -297,7 +303,7 @@ pub fn render_grants_sudoers(config: &Config) -> Result<RenderedFile> {
     handlebars
         .register_template_string(
             "sudoers-grants",
-            include_str!("../pkg/templates/sudoers-grants.hbs"),
+            include_str!("../../../pkg/templates/sudoers-grants.hbs"),
         )
         .context("template sudoers-grants does not parse")?;
     let data = serde_json::json!({

@@ -1,0 +1,3 @@
+//! testbed: what the tests of the workspace share.
+
+pub mod certs;
