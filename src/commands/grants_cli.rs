@@ -65,7 +65,7 @@ pub fn revoke(args: RevokeArgs) -> Result<i32> {
     let caller = host::grants::identify_caller(&config)?;
     host::grants::check_operator_arguments(&caller, &args.config.config, args.all)?;
     let Some(path) = &args.path else {
-        let (revoked, problems) = host::grants::revoke_all(&config)?;
+        let (revoked, problems) = host::grants::revoke_all(&config.grants.records)?;
         for path in &revoked {
             outln!("revoked {path}");
         }

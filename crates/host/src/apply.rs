@@ -278,11 +278,23 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
 pub fn observe_ca(config: &Config, facts: &pipelock_policy::facts::Facts) -> Result<plan::CaState> {
     let planned = crate::ca::plan(config, facts);
     let bundle = planned.paths.combined_bundle.clone();
+    let notes = match &planned.bundle {
+        Ok(built) => crate::ca::proxy_ca_lines(&planned.paths, &built.proxy_ca)
+            .into_iter()
+            .chain(built.warnings.iter().map(|w| format!("warning: {w}")))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     Ok(plan::CaState {
         current: observe_file(&bundle)?,
         bundle,
         desired: planned.bundle.map(|b| b.text),
         key_changes: planned.key_changes,
+        key_fix: planned.owners.map(|owners| plan::KeyFix {
+            key: planned.paths.proxy_ca_key.clone(),
+            owners,
+        }),
+        notes,
     })
 }
 
@@ -383,8 +395,6 @@ pub struct Executor<'a> {
     /// Remove: keep going after a failed step.
     best_effort: bool,
     errors: Vec<String>,
-    /// What the CA step refreshes for (apply only).
-    ca: Option<(&'a Config, &'a pipelock_policy::facts::Facts)>,
     /// Remove: an agent process survived, so the table must stay.
     agent_survived: bool,
 }
@@ -404,19 +414,8 @@ impl<'a> Executor<'a> {
             nft_before: observed.nft.clone(),
             best_effort: false,
             errors: Vec::new(),
-            ca: None,
             agent_survived: false,
         }
-    }
-
-    /// The config and facts the CA step (`ca refresh`) works with.
-    pub fn with_ca(
-        mut self,
-        config: &'a Config,
-        facts: &'a pipelock_policy::facts::Facts,
-    ) -> Executor<'a> {
-        self.ca = Some((config, facts));
-        self
     }
 
     /// Run every step; on the first failure undo the completed ones and return the error.
@@ -602,23 +601,35 @@ impl<'a> Executor<'a> {
                 run_ok("nft", &["-f", rule_file.as_str()]).map(drop)
             }
             Step::RefreshCaBundle {
-                bundle, refused, ..
+                bundle,
+                change,
+                previous,
+                contents,
+                key_fix,
+                notes,
+                ..
             } => {
-                let (config, facts) = self
-                    .ca
-                    .ok_or_else(|| anyhow!("internal: the CA step has no config"))?;
-                for dir in create_parents(bundle)? {
-                    self.record(format!("mkdir:{dir}"), Undo::RemoveDir(dir));
+                let write = *change != plan::CaChange::KeyOnly;
+                if write {
+                    for dir in create_parents(bundle)? {
+                        self.record(format!("mkdir:{dir}"), Undo::RemoveDir(dir));
+                    }
+                    // The key fix is not undone: a key the agent could read stays closed.
+                    self.record(
+                        id,
+                        Undo::RestoreFile {
+                            path: bundle.clone(),
+                            previous: previous.clone(),
+                        },
+                    );
                 }
-                // The key fix is not undone: a key the agent could read stays closed.
-                self.record(
-                    id,
-                    Undo::RestoreFile {
-                        path: bundle.clone(),
-                        previous: observe_file(bundle)?,
-                    },
-                );
-                refresh_ca_bundle(config, facts, refused.is_some(), self.log)
+                let key_fix = key_fix.as_ref().map(|fix| (fix.key.as_path(), &fix.owners));
+                let key = crate::ca::install_planned(bundle, contents, write, key_fix)?;
+                let key_lines = key.map(|k| k.report(false)).unwrap_or_default();
+                for line in notes.iter().chain(&key_lines) {
+                    (self.log)(&format!("  {line}"));
+                }
+                Ok(())
             }
             Step::DaemonReload => {
                 self.record(
@@ -715,9 +726,7 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
             Step::RevokeGrants { records } => {
-                let mut config = Config::defaults();
-                config.grants.records = records.clone();
-                let (revoked, problems) = crate::grants::revoke_all(&config)?;
+                let (revoked, problems) = crate::grants::revoke_all(records)?;
                 if revoked.is_empty() && problems.is_empty() {
                     (self.log)("  no active workspace grant");
                 }
@@ -788,43 +797,6 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
         }
-    }
-}
-
-/// `ca refresh` for apply: the bundle and the key. A bundle that cannot be built from its inputs
-/// (a proxy CA file holding a key or a non-CA certificate, no system roots) only warns, loudly:
-/// a package install must not fail on a file the proxy owns; the previous bundle stays, and
-/// `verify` reports it. Failures to write fail the step (and roll back).
-pub fn refresh_ca_bundle(
-    config: &Config,
-    facts: &pipelock_policy::facts::Facts,
-    refused_when_planned: bool,
-    log: Log<'_>,
-) -> Result<()> {
-    match crate::ca::refresh(config, facts, false) {
-        Ok(outcome) => {
-            for line in outcome.report() {
-                log(&format!("  {line}"));
-            }
-            for warning in &outcome.warnings {
-                log(&format!("  warning: {warning}"));
-            }
-            if outcome.key.agent_can_read {
-                log(&format!(
-                    "  WARNING: the agent user can still read the proxy CA key {}: check its ACL and directory, then run `pipelock-containment ca refresh`",
-                    outcome.key.path
-                ));
-            }
-            Ok(())
-        }
-        Err(err) if refused_when_planned || crate::ca::is_refused_input(&err) => {
-            log(&format!(
-                "  WARNING: {err:#}. The combined CA bundle {} keeps its previous contents; fix the file, then run `pipelock-containment ca refresh`",
-                config.ca.combined_bundle
-            ));
-            Ok(())
-        }
-        Err(err) => Err(err),
     }
 }
 
@@ -1332,13 +1304,9 @@ pub fn apply_host(config: &Config, log: Log<'_>, manage_units: bool) -> Result<A
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let Planned {
-        plan,
-        observed,
-        facts,
-        ..
-    } = plan_for_host(config, &users_created, &groups_created, now, manage_units)?;
-    let mut executor = Executor::new(log, &observed).with_ca(config, &facts);
+    let Planned { plan, observed, .. } =
+        plan_for_host(config, &users_created, &groups_created, now, manage_units)?;
+    let mut executor = Executor::new(log, &observed);
     executor.run_all(&plan)?;
     Ok(Applied {
         plan,

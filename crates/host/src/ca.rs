@@ -52,17 +52,7 @@ impl CaPaths {
     }
 }
 
-/// Who owns what, and who must not read the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owners {
-    /// Owner of the combined bundle (root:root on a real host).
-    pub bundle: (u32, u32),
-    /// Owner of the proxy CA key (the proxy user and its primary group).
-    pub key: (u32, u32),
-    pub agent_uid: u32,
-    /// The agent's groups, its primary group included.
-    pub agent_groups: Vec<u32>,
-}
+pub use pipelock_policy::ca::Owners;
 
 /// What happened to the combined bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,36 +128,52 @@ impl CaOutcome {
             "combined CA bundle {bundle}: {action} ({} system roots from {}{proxy_part})",
             self.system_certificates, self.paths.system_bundle
         ));
-        match &self.proxy_ca {
-            ProxyCaStatus::Missing => lines.push(format!(
-                "TLS interception is not trusted yet: there is no proxy CA at {}, so agents \
+        lines.extend(proxy_ca_lines(&self.paths, &self.proxy_ca));
+        lines.extend(self.key.report(self.dry_run));
+        lines
+    }
+}
+
+/// What the bundle says about the proxy CA: not trusted yet, or each certificate trusted.
+pub fn proxy_ca_lines(paths: &CaPaths, proxy_ca: &ProxyCaStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    match proxy_ca {
+        ProxyCaStatus::Missing => lines.push(format!(
+            "TLS interception is not trusted yet: there is no proxy CA at {}, so agents \
                  trust the system roots only. Put the proxy's CA certificate there; the bundle \
                  is refreshed when it appears (pipelock-containment-ca.path), or run \
                  `pipelock-containment ca refresh`.",
-                self.paths.proxy_ca
-            )),
-            ProxyCaStatus::Trusted {
-                certificates,
-                already_in_system,
-            } => {
-                for cert in certificates {
-                    lines.push(format!(
-                        "proxy CA {}: `{}`, valid until {}, SHA-256 {}",
-                        self.paths.proxy_ca,
-                        ca::sanitize(&cert.subject),
-                        ca::format_time(cert.not_after),
-                        cert.sha256
-                    ));
-                }
-                if *already_in_system > 0 {
-                    lines.push(format!(
-                        "the system bundle already holds the proxy CA ({already_in_system} \
+            paths.proxy_ca
+        )),
+        ProxyCaStatus::Trusted {
+            certificates,
+            already_in_system,
+        } => {
+            for cert in certificates {
+                lines.push(format!(
+                    "proxy CA {}: `{}`, valid until {}, SHA-256 {}",
+                    paths.proxy_ca,
+                    ca::sanitize(&cert.subject),
+                    ca::format_time(cert.not_after),
+                    cert.sha256
+                ));
+            }
+            if *already_in_system > 0 {
+                lines.push(format!(
+                    "the system bundle already holds the proxy CA ({already_in_system} \
                          certificate(s)); it is not repeated"
-                    ));
-                }
+                ));
             }
         }
-        let key = &self.key;
+    }
+    lines
+}
+
+impl KeyOutcome {
+    /// The key's state in words, and a loud line when the agent could read it.
+    pub fn report(&self, dry_run: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        let key = self;
         match &key.before {
             None => lines.push(format!(
                 "proxy CA key {}: absent (nothing to protect)",
@@ -181,7 +187,7 @@ impl CaOutcome {
                 "proxy CA key {}: {}{}",
                 key.path,
                 key.changes.join(", "),
-                if self.dry_run { " (dry run)" } else { "" }
+                if dry_run { " (dry run)" } else { "" }
             )),
         }
         if key.agent_could_read_before {
@@ -356,6 +362,8 @@ pub struct Planned {
     pub paths: CaPaths,
     pub bundle: std::result::Result<ca::Bundle, String>,
     pub key_changes: std::result::Result<Vec<String>, String>,
+    /// None when the owners could not be looked up (`key_changes` then says why).
+    pub owners: Option<Owners>,
 }
 
 /// Read the inputs and build the would-be bundle with the pure `ca::build_bundle`; inspect the
@@ -363,13 +371,13 @@ pub struct Planned {
 pub fn plan(config: &Config, facts: &Facts) -> Planned {
     let paths = CaPaths::new(config, facts);
     let owners = owners(facts);
-    let (bundle, key_changes) = match owners {
+    let (bundle, key_changes) = match &owners {
         Err(err) => (Err(format!("{err:#}")), Err(format!("{err:#}"))),
         Ok(owners) => (
-            build_and_install(&paths, &owners, now(), true)
+            build_and_install(&paths, owners, now(), true)
                 .map(|(bundle, _)| bundle)
                 .map_err(|err| format!("{err:#}")),
-            fix_key(&paths.proxy_ca_key, &owners, true)
+            fix_key(&paths.proxy_ca_key, owners, true)
                 .map(|key| key.changes)
                 .map_err(|err| format!("{err:#}")),
         ),
@@ -378,7 +386,25 @@ pub fn plan(config: &Config, facts: &Facts) -> Planned {
         paths,
         bundle,
         key_changes,
+        owners: owners.ok(),
     }
+}
+
+/// Carry out apply's CA step as planned: write the planned bundle (root:root 0644, through
+/// `write_atomic`) when `write`, then fix the key when `key_fix` is given.
+pub fn install_planned(
+    bundle: &Utf8Path,
+    contents: &str,
+    write: bool,
+    key_fix: Option<(&Utf8Path, &Owners)>,
+) -> Result<Option<KeyOutcome>> {
+    let _lock = lock_bundle_dir(bundle)?;
+    if write {
+        write_bundle(bundle, contents.as_bytes(), (0, 0), BUNDLE_MODE)?;
+    }
+    key_fix
+        .map(|(key, owners)| fix_key(key, owners, false))
+        .transpose()
 }
 
 /// Whether a `refresh` error comes from the inputs (a proxy CA file that is not a CA, an empty

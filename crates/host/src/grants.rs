@@ -1208,9 +1208,10 @@ fn revoke_index(locked: &mut LockedRecords, index: usize) -> Result<GrantRecord>
     Ok(record)
 }
 
-/// Revoke every grant, newest first (for package removal); returns the revoked paths and problems.
-pub fn revoke_all(config: &Config) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
-    let mut locked = LockedRecords::open(&config.grants.records)?;
+/// Revoke every grant recorded in `records`, newest first (for package removal); returns the
+/// revoked paths and problems.
+pub fn revoke_all(records: &Utf8Path) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
+    let mut locked = LockedRecords::open(records)?;
     let mut revoked = Vec::new();
     let mut problems = Vec::new();
     for index in (0..locked.records.grants.len()).rev() {

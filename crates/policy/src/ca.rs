@@ -92,6 +92,18 @@ pub enum ProxyCaStatus {
     },
 }
 
+/// Who owns what, and who must not read the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    /// Owner of the combined bundle (root:root on a real host).
+    pub bundle: (u32, u32),
+    /// Owner of the proxy CA key (the proxy user and its primary group).
+    pub key: (u32, u32),
+    pub agent_uid: u32,
+    /// The agent's groups, its primary group included.
+    pub agent_groups: Vec<u32>,
+}
+
 /// The combined bundle and what went into it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bundle {

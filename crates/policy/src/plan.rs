@@ -196,6 +196,17 @@ pub struct CaState {
     /// What fixing the proxy CA key would change (empty: right already, or no key), or why it
     /// cannot be fixed.
     pub key_changes: Result<Vec<String>, String>,
+    /// The key and who must own it; None when the owners could not be looked up.
+    pub key_fix: Option<KeyFix>,
+    /// What the bundle says about the proxy CA, and its warnings (expiry), for the log.
+    pub notes: Vec<String>,
+}
+
+/// The proxy CA key and the owners it gets (the proxy user, mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFix {
+    pub key: Utf8PathBuf,
+    pub owners: crate::ca::Owners,
 }
 
 /// What the CA step changes.
@@ -307,6 +318,12 @@ pub enum Step {
         previous: FileState,
         #[serde(skip)]
         contents: String,
+        /// The key fix, when `key_changes` is not empty.
+        #[serde(skip)]
+        key_fix: Option<KeyFix>,
+        /// Logged when the step runs.
+        #[serde(skip)]
+        notes: Vec<String>,
     },
     DaemonReload,
     /// `systemctl enable UNIT` (with `--root=/`, offline, when systemd is not running).
@@ -1198,11 +1215,13 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
     (
         Some(Step::RefreshCaBundle {
             bundle: ca.bundle.clone(),
+            key_fix: ca.key_fix.clone().filter(|_| !key_changes.is_empty()),
             change,
             key_changes,
             refused,
             previous: ca.current.clone(),
             contents,
+            notes: ca.notes.clone(),
         }),
         note,
     )
@@ -2119,6 +2138,8 @@ mod tests {
             current: FileState::Absent,
             desired,
             key_changes: Ok(vec!["mode 0644 -> 0600".into()]),
+            key_fix: None,
+            notes: Vec::new(),
         });
         host
     }
