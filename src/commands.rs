@@ -143,6 +143,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         if args.change.json {
             let value = serde_json::json!({
                 "changes": !plan.is_noop(),
+                "accounts": plan.accounts.iter().map(|s| s.id()).collect::<Vec<_>>(),
                 "steps": plan.steps.iter().map(|s| serde_json::json!({
                     "id": s.id(), "description": s.to_string(), "step": s,
                 })).collect::<Vec<_>>(),

@@ -72,6 +72,37 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The dry run lists exactly the operations the real run then carries out, accounts first:
+/// on a fresh host, and again after a config change on an installed one.
+#[test]
+fn a_dry_run_lists_the_operations_the_real_run_carries_out() {
+    passes(
+        "a_dry_run_lists_the_operations_the_real_run_carries_out",
+        "dry-equals-real",
+        r#"
+same_operations() {
+    pipelock-containment apply --dry-run --json > /tmp/dry.json || fail "dry run ($1)"
+    pipelock-containment apply --json > /tmp/real.json || fail "apply ($1)"
+    jq -c '{accounts, steps: [.steps[].id]}' /tmp/dry.json > /tmp/dry.ids
+    jq -c '{accounts, steps}' /tmp/real.json > /tmp/real.ids
+    jq -e '.steps | length > 3' /tmp/dry.ids > /dev/null || fail "$1: the dry run plans too little: $(cat /tmp/dry.ids)"
+    cmp -s /tmp/dry.ids /tmp/real.ids || fail "$1: the dry run planned
+$(cat /tmp/dry.ids)
+but apply carried out
+$(cat /tmp/real.ids)"
+}
+same_operations "fresh host"
+jq -e '.accounts | length > 0' /tmp/real.ids > /dev/null || fail "no account steps on a fresh host"
+sed -i -e 's/listen_port = 8888/listen_port = 3128/' -e '/"codex",/d' /etc/pipelock-containment/containment.toml
+same_operations "changed config"
+jq -e '.accounts == []' /tmp/real.ids > /dev/null || fail "account steps on an installed host"
+pipelock-containment apply --dry-run --json | jq -e '.changes == false and .accounts == [] and .steps == []' > /dev/null \
+    || fail "a third run still plans something"
+echo OK
+"#,
+    );
+}
+
 #[test]
 fn apply_twice_reports_no_changes_and_loads_real_uids() {
     if needs_root("apply_twice_reports_no_changes_and_loads_real_uids") {

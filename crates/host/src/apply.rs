@@ -261,6 +261,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         .map(|s| Utf8PathBuf::from(s.deny))
         .collect();
     Ok(Observed {
+        accounts: None,
         files,
         manifest,
         nft: observe_nft(),
@@ -1230,6 +1231,7 @@ pub fn plan_for_host(
     let mut observed = observe(&wanted)?;
     observed.table_drift = loaded_table_drifted(&observed.nft);
     observed.ca = Some(observe_ca(config, &facts)?);
+    observed.accounts = Some(observe_accounts(config)?);
     let plan = plan::plan_apply(&plan::ApplyInput {
         config,
         rendered: &rendered,

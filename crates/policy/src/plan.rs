@@ -176,6 +176,8 @@ pub struct Observed {
     pub user_unit_links: Vec<UserUnitLink>,
     /// The combined CA bundle: what is there and what apply would write. None: not looked at.
     pub ca: Option<CaState>,
+    /// The accounts and how to create them. None: not looked at (remove).
+    pub accounts: Option<AccountsObserved>,
     /// Deny lists (`account::SCHEDULERS`) whose scheduler is installed.
     pub schedulers: BTreeSet<Utf8PathBuf>,
     /// A chroot or image build (or it cannot be told): no process is signalled, since the
@@ -543,6 +545,9 @@ fn tool_name(tool: AccountTool, group: bool) -> &'static str {
 /// An ordered plan, with what it could not do here and why.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
+    /// The accounts to create first (`plan_accounts`): apply creates them, then plans the rest
+    /// again with their real UIDs. The same ids, in the same order, as the real run's.
+    pub accounts: Vec<Step>,
     pub steps: Vec<Step>,
     /// What is deferred or skipped (no systemd, no kernel nftables, unit not installed).
     pub notes: Vec<String>,
@@ -553,7 +558,7 @@ pub struct Plan {
 impl Plan {
     /// Nothing to change.
     pub fn is_noop(&self) -> bool {
-        self.steps.is_empty()
+        self.accounts.is_empty() && self.steps.is_empty()
     }
 
     /// Unified diffs of every changed file, then the list of steps.
@@ -628,10 +633,10 @@ impl Plan {
     /// One line per step, then the notes.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        if self.steps.is_empty() {
+        if self.is_noop() {
             out.push_str("no changes\n");
         }
-        for (n, step) in self.steps.iter().enumerate() {
+        for (n, step) in self.accounts.iter().chain(&self.steps).enumerate() {
             out.push_str(&format!("{:>3}. {step}  [{}]\n", n + 1, step.id()));
         }
         for note in &self.notes {
@@ -802,7 +807,14 @@ fn file_matches(state: &FileState, contents: &str, mode: u32) -> bool {
 /// bundle; units; the manifest last.
 pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     let observed = input.observed;
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        accounts: observed
+            .accounts
+            .as_ref()
+            .map(|seen| plan_accounts(input.config, seen))
+            .unwrap_or_default(),
+        ..Plan::default()
+    };
     let desired = desired_files(input.rendered);
 
     // Validators run on every artefact that has one, changed or not, whenever anything changes;
@@ -1447,6 +1459,7 @@ mod tests {
 
     fn empty_host() -> Observed {
         Observed {
+            accounts: None,
             files: BTreeMap::new(),
             manifest: None,
             nft: NftState::Absent,
