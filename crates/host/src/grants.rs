@@ -14,6 +14,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use nix::dir::Type as DirType;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode as StatMode, SFlag};
 use nix::unistd::{getuid, Group, User};
@@ -257,7 +258,18 @@ fn to_model(acl: &PosixACL) -> Acl {
     model
 }
 
+/// The access ACL through the descriptor itself, or through /proc for an `O_PATH` one (EBADF).
 fn read_access(fd: RawFd, path: &Utf8Path) -> Result<Acl> {
+    // SAFETY: `fd` stays open for the call.
+    let raw = unsafe { acl_sys::acl_get_fd(fd) };
+    if !raw.is_null() {
+        // SAFETY: a new acl_t from libacl, freed once when this PosixACL drops.
+        return Ok(to_model(&unsafe { PosixACL::from_raw(raw) }));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(nix::libc::EBADF) {
+        return Err(acl_error("reading the ACL", path, err));
+    }
     let proc = proc_path(fd);
     let acl = PosixACL::read_acl(proc.to_str().expect("ascii"))
         .map_err(|err| acl_error("reading the ACL", path, err))?;
@@ -306,9 +318,20 @@ fn write_acl(fd: RawFd, path: &Utf8Path, kind: AclKind, model: Option<&Acl>) -> 
         AclKind::Default => acl_sys::ACL_TYPE_DEFAULT,
     };
     let raw = acl.into_raw();
+    // The access ACL through the descriptor itself where it is not `O_PATH` (EBADF), else and
+    // for the default ACL through /proc.
     // SAFETY: `raw` is a valid acl_t from posix-acl; ownership goes back to PosixACL right after.
-    let ret = unsafe { acl_sys::acl_set_file(proc.as_ptr(), kind_c, raw) };
-    let err = std::io::Error::last_os_error();
+    let mut ret = if kind == AclKind::Access {
+        unsafe { acl_sys::acl_set_fd(fd, raw) }
+    } else {
+        -1
+    };
+    let mut err = std::io::Error::last_os_error();
+    if kind == AclKind::Default || (ret != 0 && err.raw_os_error() == Some(nix::libc::EBADF)) {
+        // SAFETY: as above.
+        ret = unsafe { acl_sys::acl_set_file(proc.as_ptr(), kind_c, raw) };
+        err = std::io::Error::last_os_error();
+    }
     // SAFETY: `raw` came from into_raw above and is freed exactly once, by this drop.
     drop(unsafe { PosixACL::from_raw(raw) });
     if ret != 0 {
@@ -375,16 +398,36 @@ fn walk_dir(
     if !descend {
         return Ok(());
     }
-    let names = list_dir(&dir, path)?;
-    for child in names {
+    for (child, listed) in list_dir(&dir, path)? {
         let child_path = path.join(&child);
-        let fd = match open_at(dir.as_raw_fd(), &child, OFlag::O_PATH) {
+        // The listing's type saves a descriptor per entry: a regular file is opened for reading
+        // (its ACL is then read and written through that descriptor), a directory for listing,
+        // and a symlink or special file not at all. O_NOFOLLOW and the fstat below catch a
+        // swap since the listing; an unknown type is looked at through O_PATH first.
+        let flags = match listed {
+            Some(DirType::File) => OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            Some(DirType::Directory) => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Some(_) => {
+                *skipped += 1;
+                continue;
+            }
+            None => OFlag::O_PATH,
+        };
+        let fd = match open_at(dir.as_raw_fd(), &child, flags) {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT) => continue,
+            // Replaced by a symlink (or no longer a directory) since the listing.
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) if listed.is_some() => {
+                *skipped += 1;
+                continue;
+            }
             Err(err) => return Err(anyhow!("opening {child_path}: {err}")),
         };
         let stat = fstat(fd.as_raw_fd()).with_context(|| format!("stat {child_path}"))?;
         match file_type(&stat) {
+            SFlag::S_IFDIR if listed.is_some() => {
+                walk_dir(fd, &child_path, &child, false, visit, skipped)?;
+            }
             SFlag::S_IFDIR => {
                 let sub = open_at(
                     dir.as_raw_fd(),
@@ -414,7 +457,8 @@ fn walk_dir(
     Ok(())
 }
 
-fn list_dir(dir: &OwnedFd, path: &Utf8Path) -> Result<Vec<String>> {
+/// The names in a directory, sorted, with the type the listing gives (None: not given).
+fn list_dir(dir: &OwnedFd, path: &Utf8Path) -> Result<Vec<(String, Option<DirType>)>> {
     let dup = nix::unistd::dup(dir.as_raw_fd())?;
     let mut listing = nix::dir::Dir::from_fd(dup).with_context(|| format!("listing {path}"))?;
     let mut names = Vec::new();
@@ -426,14 +470,14 @@ fn list_dir(dir: &OwnedFd, path: &Utf8Path) -> Result<Vec<String>> {
             continue;
         }
         match std::str::from_utf8(bytes) {
-            Ok(name) => names.push(name.to_string()),
+            Ok(name) => names.push((name.to_string(), entry.file_type())),
             Err(_) => eprintln!(
                 "warning: {path}/{}: name is not UTF-8, skipped (no agent entry)",
                 String::from_utf8_lossy(bytes)
             ),
         }
     }
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(names)
 }
 
@@ -862,7 +906,7 @@ fn close_siblings(
 ) -> Result<()> {
     let dir = open_at(parent_fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .with_context(|| format!("opening {parent}"))?;
-    for name in list_dir(&dir, parent)? {
+    for (name, _) in list_dir(&dir, parent)? {
         let sibling = parent.join(&name);
         if sibling == next_on_path
             || others.iter().any(|g| g.path.starts_with(&sibling))
