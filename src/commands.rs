@@ -56,13 +56,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Grants(args) => grants_cli::grants(args),
         Command::Sessions(args) => sessions_cli::sessions(args),
         Command::Watch => {
-            if !nix::unistd::geteuid().is_root() {
-                return Err(host::grants::NeedRoot(
-                    "the watcher loads nft tables: run it as root (pipelock-containment-watch.service does)"
-                        .into(),
-                )
-                .into());
-            }
+            need_root(
+                "the watcher loads nft tables",
+                " (pipelock-containment-watch.service does)",
+            )?;
             host::watch::watch().map(|()| exit::OK)
         }
     }
@@ -72,10 +69,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     if err.chain().any(|cause| cause.is::<ConfigError>()) {
         exit::CONFIG
-    } else if err
-        .chain()
-        .any(|cause| cause.is::<host::grants::NeedRoot>())
-    {
+    } else if err.chain().any(|cause| cause.is::<exit::NeedRoot>()) {
         exit::NEED_ROOT
     } else {
         exit::FAILURE
@@ -113,14 +107,13 @@ fn check_config(args: CheckConfigArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Unless running as root, print why root is needed and what works without it, and give the
-/// exit code.
-fn need_root(why: &str, without_root: &str) -> Option<i32> {
+/// Unless running as root, the refusal (exit code 77): why root is needed and what works
+/// without it. Every command refuses this one way.
+pub(crate) fn need_root(why: &str, without_root: &str) -> Result<()> {
     if host::is_root() {
-        return None;
+        return Ok(());
     }
-    eprintln!("pipelock-containment: {why}: run it as root, with sudo{without_root}");
-    Some(exit::NEED_ROOT)
+    Err(exit::NeedRoot(format!("{why}: run it as root, with sudo{without_root}")).into())
 }
 
 /// Progress output. A closed stdout (`| head`, a maintainer script's pipe) must not abort a
@@ -160,12 +153,10 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
-    if let Some(code) = need_root(
+    need_root(
         "apply changes the system",
         " (`pipelock-containment apply --dry-run` shows the changes without root)",
-    ) {
-        return Ok(code);
-    }
+    )?;
     let maintainer = args.from_maintainer_script && !args.change.json;
     if !args.change.json && !maintainer {
         print_line("pipelock-containment apply:");
@@ -264,9 +255,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
 
 fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
     let what = if purge { "purge" } else { "remove" };
-    if let Some(code) = need_root(&format!("{what} changes the system"), "") {
-        return Ok(code);
-    }
+    need_root(&format!("{what} changes the system"), "")?;
     // The config may be gone already (dpkg deletes conffiles before postrm purge).
     let config = if args.config.config.exists() {
         match host::fs::read_config(&args.config.config) {
@@ -361,12 +350,10 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
 
 fn verify_command(args: VerifyArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    if let Some(code) = need_root(
+    need_root(
         "verify reads the nft table and probes as the agent user",
         " (`pipelock-containment status` works without root)",
-    ) {
-        return Ok(code);
-    }
+    )?;
     let options = host::verify::Options {
         url: args.url,
         agent_probes: true,
@@ -444,12 +431,10 @@ fn blocked_command(args: BlockedArgs) -> Result<i32> {
 
 fn metrics_command(args: MetricsArgs) -> Result<i32> {
     let config = host::fs::read_config(&args.config.config)?;
-    if let Some(code) = need_root(
+    need_root(
         "metrics reads the nft table and probes as the agent user",
         " (`pipelock-containment status` works without root)",
-    ) {
-        return Ok(code);
-    }
+    )?;
     let text = crate::metrics::render(&host::verify::metrics_input(&config));
     match &args.output {
         Some(path) => {
@@ -469,9 +454,7 @@ fn tools_edit(args: ToolEditArgs, add: bool) -> Result<i32> {
         "`tools {verb}` changes {} and the wrappers",
         args.config.config
     );
-    if let Some(code) = need_root(&why, "") {
-        return Ok(code);
-    }
+    need_root(&why, "")?;
     let path = &args.config.config;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read the config {path}"))?;
@@ -525,9 +508,7 @@ fn ca_refresh(args: ChangeArgs) -> Result<i32> {
             "`ca refresh` writes {} and sets the owner of {}",
             config.ca.combined_bundle, config.ca.proxy_ca_key
         );
-        if let Some(code) = need_root(&why, " (--dry-run shows what it would do)") {
-            return Ok(code);
-        }
+        need_root(&why, " (--dry-run shows what it would do)")?;
     }
     let facts = host::facts::gather(&config, host::facts::AssumedUids::default())?;
     let outcome = host::ca::refresh(&config, &facts, args.dry_run)?;

@@ -68,11 +68,11 @@ fn unit_for(id: &str) -> String {
 }
 
 fn stop_command(args: SessionsStopArgs) -> Result<i32> {
-    if !nix::unistd::geteuid().is_root() && !args.dry_run {
-        return Err(host::grants::NeedRoot(
-            "ending sessions needs root: `sudo pipelock-containment sessions stop ...`".into(),
-        )
-        .into());
+    if !args.dry_run {
+        super::need_root(
+            "ending sessions stops their units",
+            " (--dry-run shows which)",
+        )?;
     }
     let running: Vec<Session> = host::session::list_sessions()?;
     let units: Vec<String> = if args.all {

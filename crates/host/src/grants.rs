@@ -28,18 +28,6 @@ use pipelock_policy::grants::{
     Records, RevokeStep, Role, X,
 };
 
-/// Root is required and the caller is not root: exit code 77.
-#[derive(Debug)]
-pub struct NeedRoot(pub String);
-
-impl fmt::Display for NeedRoot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NeedRoot {}
-
 /// Who runs the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -72,7 +60,7 @@ pub fn require_root() -> Result<()> {
     if getuid().is_root() {
         return Ok(());
     }
-    Err(NeedRoot(
+    Err(pipelock_policy::exit::NeedRoot(
         "grants change ACLs as root: run it through sudo (members of the operators' group may \
          grant directories they own), for example `sudo pipelock-containment grant ~/src/PROJECT`"
             .into(),
@@ -90,7 +78,7 @@ pub fn require_root() -> Result<()> {
 /// `sudo env -u SUDO_UID -u SUDO_USER pipelock-containment grant ...`.
 pub fn identify_caller(config: &Config) -> Result<Caller> {
     if !getuid().is_root() {
-        return Err(NeedRoot(format!(
+        return Err(pipelock_policy::exit::NeedRoot(format!(
             "grants change ACLs as root: run it through sudo (members of {} may grant \
              directories they own), for example `sudo pipelock-containment grant ~/src/PROJECT`",
             config.users.operators_group

@@ -12,3 +12,16 @@ pub const USAGE: i32 = 64;
 pub const NEED_ROOT: i32 = 77;
 /// The config is invalid (EX_CONFIG).
 pub const CONFIG: i32 = 78;
+
+/// Root is required and the caller is not root: the refusal every command gives, exit code
+/// `NEED_ROOT`.
+#[derive(Debug)]
+pub struct NeedRoot(pub String);
+
+impl std::fmt::Display for NeedRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NeedRoot {}
