@@ -269,7 +269,10 @@ pub struct GrantArgs {
     /// Root only: grant a protected system path or a whole home directory anyway.
     #[arg(long)]
     pub force: bool,
-    /// Print the grant record as JSON.
+    /// Walk the tree and list every ACL change the grant would make; change and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the grant record as JSON (with --dry-run: every planned change too).
     #[arg(long)]
     pub json: bool,
 }

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn missing_tools() -> Vec<&'static str> {
-    ["unshare", "setpriv", "getfacl", "setfacl", "mount"]
+    ["unshare", "setpriv", "getfacl", "setfacl", "mount", "jq"]
         .into_iter()
         .filter(|tool| {
             !Command::new("sh")
@@ -27,7 +27,7 @@ fn grant_revoke_expire_and_refusals_as_root() {
     let missing = missing_tools();
     assert!(
         missing.is_empty(),
-        "running as root but missing tools {missing:?}: install util-linux and acl"
+        "running as root but missing tools {missing:?}: install util-linux, acl and jq"
     );
     let probe = Command::new("unshare")
         .args(["--mount", "--fork", "--", "true"])

@@ -112,8 +112,21 @@ grep -q "acting as root" "$T/out" && grep -q "protected system path" "$T/out" \
 snapshot >"$T/after-refusals"
 diff -u "$T/before" "$T/after-refusals" || fail "a refused grant changed ACLs"
 
+step "a dry run of that grant changes and records nothing"
+sudo_alice grant $P --mode rw --dry-run --json >"$T/dry.json" 2>"$T/dry.err" || { cat "$T/dry.json" "$T/dry.err"; fail "grant --dry-run"; }
+snapshot >"$T/after-dry-run"
+diff -u "$T/before" "$T/after-dry-run" || fail "a dry run changed ACLs"
+[ ! -e "$T/state/grants.json" ] || grep -q '"grants": \[\]' "$T/state/grants.json" || fail "a dry run left a record"
+[ "$(jq '.changes | length' "$T/dry.json")" -gt 10 ] || { cat "$T/dry.json"; fail "the dry run plans too little"; }
+sudo_alice grant $P --mode rw --dry-run >"$T/dry.out" 2>&1 || { cat "$T/dry.out"; fail "grant --dry-run (text)"; }
+grep -q "^would grant $P to gr-agent (rw); nothing was changed" "$T/dry.out" || { cat "$T/dry.out"; fail "dry-run text"; }
+
 step "alice grants ~/src/proj read-write through sudo"
 sudo_alice grant $P --mode rw >"$T/grant.out" 2>"$T/grant.err" || { cat "$T/grant.out" "$T/grant.err"; fail "grant"; }
+step "the grant recorded exactly the changes its dry run listed"
+jq -S '.changes' "$T/dry.json" >"$T/dry.changes"
+jq -S '.grants[0].entries' "$T/state/grants.json" >"$T/real.changes"
+diff -u "$T/dry.changes" "$T/real.changes" || fail "the dry run and the grant differ"
 cat "$T/grant.out" "$T/grant.err"
 grep -q "$P/.env: looks like a credential" "$T/grant.err" || fail "no warning naming .env"
 grep -q "$P/id_ed25519: looks like a credential" "$T/grant.err" || fail "no warning naming id_ed25519"

@@ -20,13 +20,16 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
         mode: args.mode,
         expires_in: args.expires,
         force: args.force,
+        dry_run: args.dry_run,
     };
     let outcome = host::grants::grant(&config, &caller, &agent, &request)?;
     for warning in &outcome.warnings {
         eprintln!("warning: {warning}");
     }
     let record = &outcome.record;
-    if args.json {
+    if args.dry_run {
+        print_planned(record, args.json)?;
+    } else if args.json {
         outln!("{}", serde_json::to_string_pretty(&Summary::of(record))?);
     } else {
         let parents: Vec<&str> = record
@@ -138,6 +141,48 @@ pub fn grants(args: GrantsArgs) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `grant --dry-run`: every ACL entry the grant would change or keep, as the record would hold it.
+fn print_planned(record: &GrantRecord, json: bool) -> Result<()> {
+    if json {
+        let value = serde_json::json!({
+            "dry_run": true,
+            "grant": Summary::of(record),
+            "changes": record.entries,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let count = |role: Role| record.entries.iter().filter(|c| c.role == role).count();
+    let parents: Vec<&str> = record
+        .entries
+        .iter()
+        .filter(|c| c.role == Role::Parent)
+        .map(|c| c.path.as_str())
+        .collect();
+    outln!(
+        "would grant {} to {} ({}); nothing was changed",
+        record.path,
+        record.agent.name,
+        record.mode
+    );
+    if !parents.is_empty() {
+        outln!("  traversal (--x) on: {}", parents.join(", "));
+    }
+    outln!(
+        "  {} ACL entries in the tree, {} beside the way to it closed, {} credential files closed{}",
+        count(Role::Tree),
+        count(Role::Sibling),
+        count(Role::Credential),
+        if record.skipped_credentials.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", record.skipped_credentials.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    );
+    outln!("  every entry, as the grant would record it: add --json");
+    Ok(())
 }
 
 /// What `grant --json` and `grants --json` print per grant (the full record is in the records file).

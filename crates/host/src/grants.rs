@@ -555,6 +555,8 @@ pub struct GrantRequest<'a> {
     pub mode: Mode,
     pub expires_in: Option<u64>,
     pub force: bool,
+    /// Walk and plan every entry exactly as a grant does, write nothing and record nothing.
+    pub dry_run: bool,
 }
 
 /// The outcome of a grant, for printing.
@@ -668,7 +670,22 @@ pub fn grant(
         skipped_credentials: Vec::new(),
     };
     let mut warnings = Vec::new();
-    let applied = apply_grant(config, caller, &locked.records, &mut record, &mut warnings);
+    let writes = if request.dry_run {
+        Writes::None
+    } else {
+        Writes::Apply
+    };
+    let applied = apply_grant(
+        config,
+        caller,
+        &locked.records,
+        &mut record,
+        &mut warnings,
+        writes,
+    );
+    if request.dry_run {
+        return applied.map(|()| GrantOutcome { record, warnings });
+    }
     if let Err(err) = applied {
         let undo = undo_changes(&record, &locked.records.grants, agent.uid);
         let mut err = err.context(format!("granting {path}: nothing was kept"));
@@ -692,12 +709,29 @@ pub fn grant(
     Ok(GrantOutcome { record, warnings })
 }
 
+/// Whether a grant's walk writes the ACLs it plans (`--dry-run`: it only records them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    Apply,
+    None,
+}
+
+impl Writes {
+    fn acl(self, fd: RawFd, path: &Utf8Path, kind: AclKind, model: &Acl) -> Result<()> {
+        match self {
+            Writes::Apply => write_acl(fd, path, kind, Some(model)),
+            Writes::None => Ok(()),
+        }
+    }
+}
+
 fn apply_grant(
     config: &Config,
     caller: &Caller,
     records: &Records,
     record: &mut GrantRecord,
     warnings: &mut Vec<String>,
+    writes: Writes,
 ) -> Result<()> {
     let agent = record.agent.uid;
     let path = record.path.clone();
@@ -737,6 +771,7 @@ fn apply_grant(
             record,
             Role::Parent,
             Desired::Add(X),
+            writes,
         )?;
         close_siblings(
             fd.as_raw_fd(),
@@ -744,6 +779,7 @@ fn apply_grant(
             next_on_path,
             &records.grants,
             record,
+            writes,
         )?;
     }
 
@@ -779,7 +815,7 @@ fn apply_grant(
                 if let Some((next, previous, previous_mask)) =
                     plan_entry(&current, agent, Desired::Deny)
                 {
-                    write_acl(entry.fd, entry.path, AclKind::Access, Some(&next))?;
+                    writes.acl(entry.fd, entry.path, AclKind::Access, &next)?;
                     record.entries.push(AclChange {
                         path: entry.path.to_owned(),
                         kind: AclKind::Access,
@@ -816,6 +852,7 @@ fn apply_grant(
                 record,
                 Role::Tree,
                 Desired::Add(bits),
+                writes,
             )?;
         } else {
             match plan_entry(&current, agent, Desired::Add(bits)) {
@@ -828,7 +865,7 @@ fn apply_grant(
                             perm_text(missing)
                         ));
                     }
-                    write_acl(entry.fd, entry.path, AclKind::Access, Some(&next))?;
+                    writes.acl(entry.fd, entry.path, AclKind::Access, &next)?;
                     record.entries.push(tree_change(
                         previous,
                         previous_mask,
@@ -852,7 +889,7 @@ fn apply_grant(
                 .unwrap_or_else(|| Acl::default_base(&current));
             match plan_entry(&base, agent, Desired::Add(mode.default_bits())) {
                 Some((next, previous, previous_mask)) => {
-                    write_acl(entry.fd, entry.path, AclKind::Default, Some(&next))?;
+                    writes.acl(entry.fd, entry.path, AclKind::Default, &next)?;
                     record.entries.push(tree_change(
                         previous,
                         previous_mask,
@@ -891,6 +928,7 @@ fn close_siblings(
     next_on_path: &Utf8Path,
     others: &[GrantRecord],
     record: &mut GrantRecord,
+    writes: Writes,
 ) -> Result<()> {
     let dir = open_at(parent_fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .with_context(|| format!("opening {parent}"))?;
@@ -923,6 +961,7 @@ fn close_siblings(
             record,
             Role::Sibling,
             Desired::Deny,
+            writes,
         )?;
     }
     Ok(())
@@ -944,8 +983,16 @@ fn refresh_siblings(grants: &mut Vec<GrantRecord>) -> Vec<String> {
             let Some(next) = pipelock_policy::grants::next_on_path(&parent, &grant.path) else {
                 continue;
             };
-            let result = open_nofollow(&parent)
-                .and_then(|fd| close_siblings(fd.as_raw_fd(), &parent, &next, grants, &mut grant));
+            let result = open_nofollow(&parent).and_then(|fd| {
+                close_siblings(
+                    fd.as_raw_fd(),
+                    &parent,
+                    &next,
+                    grants,
+                    &mut grant,
+                    Writes::Apply,
+                )
+            });
             if let Err(err) = result {
                 problems.push(format!("closing what lies beside {}: {err:#}", grant.path));
             }
@@ -1012,6 +1059,7 @@ fn refresh_credentials(
 
 /// Apply one access entry outside the tree and record it. An ACL another grant already
 /// changed is recorded with that grant's original state, so the last revoke restores it.
+#[allow(clippy::too_many_arguments)]
 fn apply_entry(
     fd: RawFd,
     path: &Utf8Path,
@@ -1020,11 +1068,12 @@ fn apply_entry(
     record: &mut GrantRecord,
     role: Role,
     desired: Desired,
+    writes: Writes,
 ) -> Result<()> {
     let shared = pipelock_policy::grants::original_state(others, path, AclKind::Access).cloned();
     let planned = plan_entry(current, record.agent.uid, desired);
     if let Some((next, _, _)) = &planned {
-        write_acl(fd, path, AclKind::Access, Some(next))?;
+        writes.acl(fd, path, AclKind::Access, next)?;
     }
     let change = match (shared, planned) {
         (Some(original), _) => AclChange { role, ..original },
