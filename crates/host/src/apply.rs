@@ -355,14 +355,20 @@ pub fn observe_accounts(config: &Config) -> Result<AccountsObserved> {
         .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
         .unwrap_or_default();
     let distro = DistroPaths::detect(&os_release, |path| path.exists());
+    let agent_exists = User::from_name(&config.users.agent)?.is_some();
+    let proxy_exists = User::from_name(&config.users.proxy)?.is_some();
+    let group_exists = Group::from_name(&config.users.operators_group)?.is_some();
+    // Asked only when an account is to be made: it runs a program, and apply is mostly a no-op.
+    let sysusers_available = !(agent_exists && proxy_exists && group_exists)
+        && Utf8Path::new(plan::SYSUSERS_FILE).exists()
+        && run("systemd-sysusers", &["--version"]).is_ok();
     Ok(AccountsObserved {
-        agent_exists: User::from_name(&config.users.agent)?.is_some(),
-        proxy_exists: User::from_name(&config.users.proxy)?.is_some(),
-        group_exists: Group::from_name(&config.users.operators_group)?.is_some(),
+        agent_exists,
+        proxy_exists,
+        group_exists,
         family: distro.family,
         nologin: distro.nologin,
-        sysusers_available: Utf8Path::new(plan::SYSUSERS_FILE).exists()
-            && run("systemd-sysusers", &["--version"]).is_ok(),
+        sysusers_available,
     })
 }
 

@@ -1099,35 +1099,41 @@ fn apply_entry(
 /// Returns the problems met; restoring continues past each one.
 fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> Vec<String> {
     let mut problems = Vec::new();
-    // Keyed by the path's text: hashing it is far cheaper than comparing paths by component.
-    let recorded: HashSet<(&str, AclKind)> = record
-        .entries
-        .iter()
-        .filter(|c| matches!(c.role, Role::Tree | Role::Credential))
-        .map(|c| (c.path.as_str(), c.kind))
-        .collect();
     let steps = revoke_plan(record, remaining);
-    // Restores inside the tree happen during the sweep, on the descriptor it already holds;
-    // what the sweep did not reach is restored by path below.
-    let in_tree: HashMap<(&str, AclKind), &AclChange> = steps
-        .iter()
-        .filter_map(|step| match step {
-            RevokeStep::Restore(change) if matches!(change.role, Role::Tree | Role::Credential) => {
-                Some(((change.path.as_str(), change.kind), change))
+    // One lookup per swept entry, keyed by the path's text (far cheaper than comparing paths by
+    // component): what the grant recorded there, and the restores to make on the descriptor the
+    // sweep already holds. What the sweep does not reach is restored by path below.
+    #[derive(Default)]
+    struct AtPath<'a> {
+        recorded: [bool; 2],
+        restore: [Option<&'a AclChange>; 2],
+    }
+    let slot = |kind: AclKind| usize::from(kind == AclKind::Default);
+    let mut at_path: HashMap<&str, AtPath<'_>> = HashMap::new();
+    for change in &record.entries {
+        if matches!(change.role, Role::Tree | Role::Credential) {
+            at_path.entry(change.path.as_str()).or_default().recorded[slot(change.kind)] = true;
+        }
+    }
+    for step in &steps {
+        if let RevokeStep::Restore(change) = step {
+            if matches!(change.role, Role::Tree | Role::Credential) {
+                at_path.entry(change.path.as_str()).or_default().restore[slot(change.kind)] =
+                    Some(change);
             }
-            _ => None,
-        })
-        .collect();
-    let mut restored: HashSet<(String, AclKind)> = HashSet::new();
+        }
+    }
+    let mut restored: HashSet<(&str, AclKind)> = HashSet::new();
     if record.path.exists() {
         let swept = walk(&record.path, &mut |entry| {
+            let here = at_path.get(entry.path.as_str());
             for kind in [AclKind::Access, AclKind::Default] {
-                if let Some(change) = in_tree.get(&(entry.path.as_str(), kind)) {
+                if let Some(change) = here.and_then(|h| h.restore[slot(kind)]) {
                     restore_on(entry.fd, change, agent)?;
-                    restored.insert((entry.path.to_string(), kind));
+                    restored.insert((change.path.as_str(), kind));
                     continue;
                 }
-                if recorded.contains(&(entry.path.as_str(), kind))
+                if here.is_some_and(|h| h.recorded[slot(kind)])
                     || (kind == AclKind::Default && !entry.is_dir)
                 {
                     continue;
@@ -1158,10 +1164,10 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
             problems.push(format!("sweeping {}: {err:#}", record.path));
         }
     }
-    for step in steps {
-        let result = match &step {
+    for step in &steps {
+        let result = match step {
             RevokeStep::Restore(change)
-                if restored.contains(&(change.path.to_string(), change.kind)) =>
+                if restored.contains(&(change.path.as_str(), change.kind)) =>
             {
                 Ok(())
             }
