@@ -347,9 +347,69 @@ struct Entry<'a> {
     is_root: bool,
 }
 
+/// A count on the terminal (stderr) once a walk has taken a second: `granting /x: 240000 entries`.
+struct Progress<'a> {
+    what: &'a str,
+    root: &'a Utf8Path,
+    started: std::time::Instant,
+    last_shown: Option<std::time::Instant>,
+    entries: u64,
+    on_terminal: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(what: &'a str, root: &'a Utf8Path) -> Progress<'a> {
+        Progress {
+            what,
+            root,
+            started: std::time::Instant::now(),
+            last_shown: None,
+            entries: 0,
+            on_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.entries += 1;
+        if !self.on_terminal || !self.entries.is_multiple_of(4096) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let due = match self.last_shown {
+            None => now - self.started >= std::time::Duration::from_secs(1),
+            Some(last) => now - last >= std::time::Duration::from_millis(200),
+        };
+        if due {
+            eprint!("\r{} {}: {} entries", self.what, self.root, self.entries);
+            self.last_shown = Some(now);
+        }
+    }
+}
+
+impl Drop for Progress<'_> {
+    fn drop(&mut self) {
+        if self.last_shown.is_some() {
+            eprintln!(
+                "\r{} {}: {} entries, done",
+                self.what, self.root, self.entries
+            );
+        }
+    }
+}
+
 /// Walk a directory tree without following symlinks. `visit` returns whether to descend into a
-/// directory. Symlinks and special files are never visited (their count is returned).
-fn walk(root: &Utf8Path, visit: &mut dyn FnMut(&Entry<'_>) -> Result<bool>) -> Result<usize> {
+/// directory. Symlinks and special files are never visited (their count is returned). `what`
+/// names the walk in the progress line a long one shows on a terminal.
+fn walk(
+    root: &Utf8Path,
+    what: &str,
+    visit: &mut dyn FnMut(&Entry<'_>) -> Result<bool>,
+) -> Result<usize> {
+    let mut progress = Progress::new(what, root);
+    let mut visit = |entry: &Entry<'_>| {
+        progress.tick();
+        visit(entry)
+    };
     let fd = open_nofollow(root)?;
     // Re-open the directory itself for reading entries (O_PATH cannot be listed).
     let dir = open_at(fd.as_raw_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -360,7 +420,7 @@ fn walk(root: &Utf8Path, visit: &mut dyn FnMut(&Entry<'_>) -> Result<bool>) -> R
         root,
         root.file_name().unwrap_or("/"),
         true,
-        visit,
+        &mut visit,
         &mut skipped,
     )?;
     Ok(skipped)
@@ -790,7 +850,7 @@ fn apply_grant(
     };
     let patterns = &config.grants.credential_patterns;
     let mut not_owned = 0usize;
-    let skipped = walk(&path, &mut |entry| {
+    let skipped = walk(&path, "granting", &mut |entry| {
         if let Some(uid) = operator_uid {
             if entry.stat.st_uid != uid {
                 not_owned += 1;
@@ -1012,7 +1072,7 @@ fn refresh_credentials(
     let agent = grant.agent.uid;
     let mut closed = Vec::new();
     let mut changes: Vec<AclChange> = Vec::new();
-    walk(&grant.path.clone(), &mut |entry| {
+    walk(&grant.path.clone(), "checking", &mut |entry| {
         if entry.is_root {
             return Ok(true);
         }
@@ -1125,7 +1185,7 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
     }
     let mut restored: HashSet<(&str, AclKind)> = HashSet::new();
     if record.path.exists() {
-        let swept = walk(&record.path, &mut |entry| {
+        let swept = walk(&record.path, "revoking", &mut |entry| {
             let here = at_path.get(entry.path.as_str());
             for kind in [AclKind::Access, AclKind::Default] {
                 if let Some(change) = here.and_then(|h| h.restore[slot(kind)]) {
