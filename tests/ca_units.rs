@@ -17,14 +17,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn write_executable(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -51,8 +43,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// its install path) and ours, so the check needs nothing installed on this machine.
 #[test]
 fn ca_units_pass_systemd_analyze_verify() {
-    if !have("systemd-analyze") {
-        eprintln!("SKIPPED: ca_units_pass_systemd_analyze_verify: systemd-analyze not installed (apt-get install systemd)");
+    if !testbed::have_or_skip("ca_units_pass_systemd_analyze_verify", "systemd-analyze") {
         return;
     }
     let system_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
@@ -110,8 +101,7 @@ fn the_service_runs_ca_refresh_and_the_path_unit_triggers_it() {
 
 #[test]
 fn the_hook_passes_shellcheck() {
-    if !have("shellcheck") {
-        eprintln!("SKIPPED: the_hook_passes_shellcheck: shellcheck not installed (apt-get install shellcheck)");
+    if !testbed::have_or_skip("the_hook_passes_shellcheck", "shellcheck") {
         return;
     }
     let output = Command::new("shellcheck")
@@ -220,15 +210,12 @@ fn the_hook_runs_ca_refresh_quietly_and_never_fails_the_update() {
 /// in a private mount namespace, on overlays over /etc, /usr/local and /usr/bin.
 #[test]
 fn update_ca_certificates_regenerates_the_bundle_through_the_hook() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: update_ca_certificates_regenerates_the_bundle_through_the_hook: needs root (mount namespace, overlays)");
+    if testbed::skip_unless_root(
+        "update_ca_certificates_regenerates_the_bundle_through_the_hook",
+        "mount namespace, overlays",
+        &["update-ca-certificates", "openssl", "unshare"],
+    ) {
         return;
-    }
-    for program in ["update-ca-certificates", "openssl", "unshare"] {
-        if !have(program) {
-            eprintln!("SKIPPED: update_ca_certificates_regenerates_the_bundle_through_the_hook: {program} not installed");
-            return;
-        }
     }
     let scratch = tempfile::Builder::new()
         .prefix("ca-e2e-")
@@ -258,8 +245,7 @@ fn update_ca_certificates_regenerates_the_bundle_through_the_hook() {
 
 #[test]
 fn the_e2e_script_passes_shellcheck() {
-    if !have("shellcheck") {
-        eprintln!("SKIPPED: the_e2e_script_passes_shellcheck: shellcheck not installed");
+    if !testbed::have_or_skip("the_e2e_script_passes_shellcheck", "shellcheck") {
         return;
     }
     let output = Command::new("shellcheck")

@@ -1,25 +1,20 @@
 //! Root test: the packaged D-Bus policy, loaded by a real dbus-daemon, refuses the agent and lets another user through.
 //!
-//! In the sandbox (tests/support/sandbox.sh) a system bus runs from the distro's own config with
+//! In the sandbox (`testbed::Sandbox`) a system bus runs from the distro's own config with
 //! the policy installed where the package puts it, `nobody` as the agent and `daemon` as the
 //! operator. dbus-test-tool owns a denied name and an allowed one and answers every call. Not
 //! root: prints `SKIPPED` and returns.
 
 use pipelock_containment::config::Config;
 
-mod support;
-
 #[test]
 fn the_policy_refuses_the_agent_name_resolution_over_the_bus() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: the D-Bus policy test needs root (setpriv to other users)");
+    if testbed::skip_unless_root(
+        "the_policy_refuses_the_agent_name_resolution_over_the_bus",
+        "setpriv to other users",
+        &["dbus-daemon", "dbus-send", "dbus-test-tool", "setpriv"],
+    ) {
         return;
-    }
-    for tool in ["dbus-daemon", "dbus-send", "dbus-test-tool", "setpriv"] {
-        assert!(
-            support::have(tool),
-            "`{tool}` is required (cargo xtask deps installs it)"
-        );
     }
     let mut config = Config::defaults();
     config.users.agent = "nobody".into();
@@ -63,7 +58,8 @@ echo OK
 "#,
         dest = pipelock_containment::account::DBUS_POLICY,
     );
-    let out = support::Sandbox::new("dbus").must(&script);
+    let out =
+        testbed::Sandbox::new("dbus", env!("CARGO_BIN_EXE_pipelock-containment")).must(&script);
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
 }

@@ -2,33 +2,15 @@
 
 use std::process::Command;
 
-fn missing_tools() -> Vec<&'static str> {
-    ["unshare", "setpriv", "getfacl", "setfacl", "mount", "jq"]
-        .into_iter()
-        .filter(|tool| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 #[test]
 fn grant_revoke_expire_and_refusals_as_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED: grant_revoke_expire_and_refusals_as_root: needs root (mount namespace, \
-             overlay /etc, tmpfs /home, setpriv, ACLs)"
-        );
+    if testbed::skip_unless_root(
+        "grant_revoke_expire_and_refusals_as_root",
+        "mount namespace, overlay /etc, tmpfs /home, setpriv, ACLs",
+        &["unshare", "setpriv", "getfacl", "setfacl", "mount", "jq"],
+    ) {
         return;
     }
-    let missing = missing_tools();
-    assert!(
-        missing.is_empty(),
-        "running as root but missing tools {missing:?}: install util-linux, acl and jq"
-    );
     let probe = Command::new("unshare")
         .args(["--mount", "--fork", "--", "true"])
         .status();

@@ -1,22 +1,11 @@
 //! Lifecycle tests that run the real binary as root in a throwaway copy of the host.
 //!
-//! Each test runs `tests/support/sandbox.sh`: new mount, network and PID namespaces, overlays
+//! Each test runs in `testbed::Sandbox` (`crates/testbed/sandbox.sh`): new mount, network and PID namespaces, overlays
 //! over /etc, /usr and /var, tmpfs over /run and /tmp. useradd, nft, visudo and kill act on the
 //! copies and on a private network namespace. Not root: each test prints `SKIPPED` and returns.
 
 use std::path::PathBuf;
 use std::process::Command;
-
-mod support;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn skip(test: &str, why: &str) -> bool {
-    eprintln!("SKIPPED: {test}: {why}");
-    true
-}
 
 /// Shell helpers every script gets.
 const PRELUDE: &str = r#"
@@ -34,24 +23,16 @@ AGENT_UID() { id -u cc-agent; }
 "#;
 
 /// A sandbox whose scripts get the helper functions above.
-fn sandbox(tag: &str) -> support::Sandbox {
-    support::Sandbox::new(tag).with_prelude(PRELUDE)
+fn sandbox(tag: &str) -> testbed::Sandbox {
+    testbed::Sandbox::new(tag, env!("CARGO_BIN_EXE_pipelock-containment")).with_prelude(PRELUDE)
 }
 
 fn needs_root(test: &str) -> bool {
-    if !is_root() {
-        return skip(
-            test,
-            "needs root (user, mount and network namespaces, useradd, nft)",
-        );
-    }
-    for tool in ["unshare", "nft", "visudo", "jq", "setpriv"] {
-        if which(tool).is_none() {
-            // CI installs these; a missing tool must not look like a pass.
-            panic!("{test}: `{tool}` is required to run this root test");
-        }
-    }
-    false
+    testbed::skip_unless_root(
+        test,
+        "user, mount and network namespaces, useradd, nft",
+        &["unshare", "nft", "visudo", "jq", "setpriv"],
+    )
 }
 
 /// Run `script` in a fresh sandbox as root (or skip loudly); it must print OK.
@@ -62,14 +43,6 @@ fn passes(test: &str, tag: &str, script: &str) {
     let out = sandbox(tag).must(script);
     println!("{out}");
     assert!(out.contains("OK"), "{out}");
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join(tool))
-        .find(|p| p.is_file())
 }
 
 /// The dry run lists exactly the operations the real run then carries out, accounts first:
@@ -375,7 +348,7 @@ fn maintainer_scripts_parse_and_pass_shellcheck() {
         "rpm/post.sh",
         "rpm/preun.sh",
         "rpm/postun.sh",
-        "tests/support/sandbox.sh",
+        "crates/testbed/sandbox.sh",
     ]
     .iter()
     .map(|s| root.join(s))
@@ -384,11 +357,7 @@ fn maintainer_scripts_parse_and_pass_shellcheck() {
         let status = Command::new("sh").arg("-n").arg(script).status().unwrap();
         assert!(status.success(), "sh -n {}", script.display());
     }
-    if which("shellcheck").is_none() {
-        skip(
-            "maintainer_scripts_parse_and_pass_shellcheck",
-            "shellcheck is not installed (apt-get install shellcheck); only `sh -n` ran",
-        );
+    if !testbed::have_or_skip("maintainer_scripts_parse_and_pass_shellcheck", "shellcheck") {
         return;
     }
     let output = Command::new("shellcheck")
@@ -405,11 +374,7 @@ fn maintainer_scripts_parse_and_pass_shellcheck() {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if which("systemd-analyze").is_none() {
-        skip(
-            "units_pass_systemd_analyze_verify",
-            "systemd-analyze is not installed",
-        );
+    if !testbed::have_or_skip("units_pass_systemd_analyze_verify", "systemd-analyze") {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd");
@@ -640,7 +605,7 @@ fn apply_builds_the_ca_bundle_and_remove_revokes_grants() {
     }
     for tool in ["openssl", "getfacl"] {
         assert!(
-            which(tool).is_some(),
+            testbed::have(tool),
             "`{tool}` is required to run this root test"
         );
     }

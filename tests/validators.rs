@@ -35,23 +35,6 @@ fn renderings() -> Vec<RenderedFile> {
     files
 }
 
-/// Whether `tool` is on PATH; if not, skip loudly, or fail when running under CI.
-fn have(tool: &str, test: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: `{tool}` is missing, and CI must run every validator (see .ci/run)"
-        );
-        eprintln!(
-            "SKIPPED: {test}: `{tool}` is not installed (apt-get install it to run this check)"
-        );
-    }
-    found
-}
-
 fn write_temp(dir: &Path, index: usize, file: &RenderedFile) -> PathBuf {
     let name = format!("{index}-{}", file.path.file_name().unwrap());
     let path = dir.join(name);
@@ -83,7 +66,9 @@ fn files_of(kind: FileKind) -> Vec<RenderedFile> {
 
 #[test]
 fn rule_files_pass_nft_check() {
-    if !have("nft", "rule_files_pass_nft_check") || !have("unshare", "rule_files_pass_nft_check") {
+    if !testbed::have_or_skip("rule_files_pass_nft_check", "nft")
+        || !testbed::have_or_skip("rule_files_pass_nft_check", "unshare")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -103,7 +88,7 @@ fn rule_files_pass_nft_check() {
 
 #[test]
 fn broken_rule_file_is_rejected_by_nft_check() {
-    if !have("nft", "broken_rule_file_is_rejected_by_nft_check") {
+    if !testbed::have_or_skip("broken_rule_file_is_rejected_by_nft_check", "nft") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +114,7 @@ fn broken_rule_file_is_rejected_by_nft_check() {
 
 #[test]
 fn sudoers_dropins_pass_visudo() {
-    if !have("visudo", "sudoers_dropins_pass_visudo") {
+    if !testbed::have_or_skip("sudoers_dropins_pass_visudo", "visudo") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -171,7 +156,7 @@ fn scripts() -> Vec<(String, String)> {
 #[test]
 fn scripts_parse_and_pass_shellcheck() {
     let dir = tempfile::tempdir().unwrap();
-    let check = have("shellcheck", "scripts_parse_and_pass_shellcheck");
+    let check = testbed::have_or_skip("scripts_parse_and_pass_shellcheck", "shellcheck");
     for (index, (name, text)) in scripts().iter().enumerate() {
         let path = dir.path().join(format!("script-{index}"));
         std::fs::write(&path, text).unwrap();
@@ -193,7 +178,7 @@ fn scripts_parse_and_pass_shellcheck() {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if !have("systemd-analyze", "units_pass_systemd_analyze_verify") {
+    if !testbed::have_or_skip("units_pass_systemd_analyze_verify", "systemd-analyze") {
         return;
     }
     let mut units: Vec<PathBuf> = std::fs::read_dir(format!("{ROOT}/systemd"))

@@ -1,7 +1,7 @@
 //! Root test: after a real `apply` in a throwaway copy of the host, break one property at a
 //! time, check that exactly the expected probes fail, then check that `apply` repairs it.
 //!
-//! Runs in `tests/support/sandbox.sh` (new mount, network and PID namespaces; overlays over
+//! Runs in `testbed::Sandbox` (new mount, network and PID namespaces; overlays over
 //! /etc, /usr, /var). systemd is not running there, so boot-unit and proxy-unit skip; the
 //! booted-host e2e covers them.
 
@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-mod support;
+const BIN: &str = env!("CARGO_BIN_EXE_pipelock-containment");
+
+/// What the sandboxes of these tests need as root.
+const NEEDS: &str = "namespaces, overlays, useradd, nft, setpriv";
 
 const SCHEMA: &str = include_str!("../docs/verify-schema.json");
 
@@ -17,10 +20,7 @@ const SCRIPT: &str = r#"
 fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
 pipelock-containment apply > /dev/null 2>&1 || fail "apply"
 # A route for the egress probe: a veth pair inside the private namespace, documentation addresses.
-ip link add verify0 type veth peer name verify1
-ip addr add 192.0.2.10/24 dev verify0
-ip link set verify1 up
-ip link set verify0 up
+test_internet 192.0.2.10/24
 step() { echo "=== step $1"; pipelock-containment verify --json; echo "=== rc $?"; }
 repair() {
     pipelock-containment apply > /dev/null 2>&1 || echo "=== apply failed after $1"
@@ -41,10 +41,6 @@ chmod 0644 /etc/pipelock/ca-key.pem; step ca-key-readable
 pipelock-containment ca refresh > /dev/null 2>&1 || echo "ca refresh failed"
 step ca-key-readable+ca-refresh
 "#;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// Split the script's output into the report of each step.
 fn reports(output: &str) -> BTreeMap<String, Value> {
@@ -97,11 +93,10 @@ fn changed(base: &Value, report: &Value) -> Vec<String> {
 #[test]
 fn each_break_fails_its_probe_and_apply_repairs_it() {
     let test = "each_break_fails_its_probe_and_apply_repairs_it";
-    if !is_root() {
-        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
+    if testbed::skip_unless_root(test, NEEDS, &["unshare", "nft", "setpriv", "ip"]) {
         return;
     }
-    let output = support::Sandbox::new("verify-breaks").output(SCRIPT);
+    let output = testbed::Sandbox::new("verify-breaks", BIN).output(SCRIPT);
     let text = format!("{}{}", output.stdout, output.stderr);
     assert!(output.ok, "sandbox script failed:\n{text}");
     let reports = reports(&text);
@@ -192,8 +187,7 @@ fn each_break_fails_its_probe_and_apply_repairs_it() {
 #[test]
 fn status_counts_blocked_attempts_and_metrics_file_is_written() {
     let test = "status_counts_blocked_attempts_and_metrics_file_is_written";
-    if !is_root() {
-        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
+    if testbed::skip_unless_root(test, NEEDS, &["unshare", "nft", "setpriv", "ip"]) {
         return;
     }
     let script = r#"
@@ -212,7 +206,7 @@ cat /var/lib/prometheus/node-exporter/pipelock_containment.prom
 echo "=== files"
 ls -A /var/lib/prometheus/node-exporter
 "#;
-    let output = support::Sandbox::new("verify-status").output(script);
+    let output = testbed::Sandbox::new("verify-status", BIN).output(script);
     let text = output.stdout;
     assert!(output.ok, "{text}{}", output.stderr);
     let section = |name: &str| -> String {
@@ -268,25 +262,15 @@ ls -A /var/lib/prometheus/node-exporter
 #[test]
 fn url_probes_go_through_a_real_proxy_and_fail_when_it_stops() {
     let test = "url_probes_go_through_a_real_proxy_and_fail_when_it_stops";
-    if !is_root() {
-        eprintln!("SKIPPED: {test}: needs root (namespaces, overlays, useradd, nft, setpriv)");
+    if testbed::skip_unless_root(test, NEEDS, &["tinyproxy", "python3", "curl", "ip"]) {
         return;
-    }
-    for tool in ["/usr/bin/tinyproxy", "/usr/bin/python3", "/usr/bin/curl"] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{test}: {tool} is required when running as root"
-        );
     }
     // The "internet" is 192.0.2.1 on a veth inside the private namespace; tinyproxy runs as
     // the proxy user on 127.0.0.1:8888, as the config says.
     let script = r#"
 fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
 pipelock-containment apply > /dev/null 2>&1 || fail "apply"
-ip link add verify0 type veth peer name verify1
-ip addr add 192.0.2.1/24 dev verify1
-ip link set verify1 up
-ip link set verify0 up
+test_internet "" 192.0.2.1/24
 mkdir -p /tmp/www && echo hello > /tmp/www/index.html
 /usr/bin/python3 -m http.server --bind 192.0.2.1 --directory /tmp/www 8080 > /dev/null 2>&1 &
 printf 'Port 8888\nListen 127.0.0.1\nTimeout 10\nAllow 127.0.0.1\nMaxClients 8\n' > /tmp/tinyproxy.conf
@@ -302,7 +286,7 @@ echo "=== step proxy-up"; pipelock-containment verify --json --url http://192.0.
 kill "$proxy"; wait "$proxy" 2>/dev/null
 echo "=== step proxy-down"; pipelock-containment verify --json --url http://192.0.2.1:8080/; echo "=== rc $?"
 "#;
-    let output = support::Sandbox::new("verify-url").output(script);
+    let output = testbed::Sandbox::new("verify-url", BIN).output(script);
     let text = format!("{}{}", output.stdout, output.stderr);
     assert!(output.ok, "{text}");
     let reports = reports(&text);

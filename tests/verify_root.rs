@@ -14,32 +14,6 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_pipelock-containment");
 const SCHEMA: &str = include_str!("../docs/verify-schema.json");
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: {test}: needs root (network namespace, nft, setpriv)");
-        return true;
-    }
-    for tool in ["unshare", "nft", "setpriv", "ip"] {
-        assert!(
-            have(tool),
-            "{test}: {tool} is required when running as root"
-        );
-    }
-    false
-}
-
 /// Pick two UIDs below 1000 that the host's passwd does not use.
 fn free_uids(count: usize) -> Vec<u32> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
@@ -98,7 +72,11 @@ fn validate(report: &Value) {
 
 #[test]
 fn table_probe_detects_drift_and_agent_probes_see_the_kernel_rule() {
-    if skip_unless_root("table_probe_detects_drift_and_agent_probes_see_the_kernel_rule") {
+    if testbed::skip_unless_root(
+        "table_probe_detects_drift_and_agent_probes_see_the_kernel_rule",
+        "network namespace, nft, setpriv",
+        &["unshare", "nft", "setpriv", "ip"],
+    ) {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -135,17 +113,15 @@ fn table_probe_detects_drift_and_agent_probes_see_the_kernel_rule() {
     let script = format!(
         r#"
 set -eu
+{internet}
 D={d}
 BIN={BIN}
 verify() {{ "$BIN" verify --json --config "$D/containment.toml" > "$D/$1.json" || echo $? > "$D/$1.rc"; }}
 mount --bind "$D/passwd" /etc/passwd
 mount --bind "$D/group" /etc/group
 ip link set lo up
-ip link add verify0 type veth peer name verify1
-ip addr add 192.0.2.10/24 dev verify0
+test_internet 192.0.2.10/24
 ip -6 addr add 2001:db8::10/64 dev verify0 nodad
-ip link set verify1 up
-ip link set verify0 up
 "$BIN" render --config "$D/containment.toml" --out "$D/root" > /dev/null
 RULES="$D/root/etc/nftables.d/pipelock-containment.nft"
 nft -f "$RULES"
@@ -166,7 +142,8 @@ umount /etc/passwd
 nft delete table inet pipelock_containment
 verify no-table
 "#,
-        d = d.display()
+        d = d.display(),
+        internet = testbed::TEST_INTERNET,
     );
     let out = Command::new("unshare")
         .args(["--mount", "--net", "--fork", "--", "sh", "-c", &script])

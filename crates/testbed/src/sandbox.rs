@@ -1,13 +1,22 @@
-//! Shared by the root tests: runs a shell script as root in `sandbox.sh`, a throwaway copy of
-//! the host (new mount, network and PID namespaces; overlays over /etc, /usr and /var).
-
-// Each test crate uses only part of this module.
-#![allow(dead_code)]
+//! The throwaway copy of the host root tests run in (`sandbox.sh`: new mount, network and PID
+//! namespaces; overlays over /etc, /usr and /var), and the test internet inside it.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_pipelock-containment");
+/// Shell text that defines `test_internet LOCAL [REMOTE]`: a veth pair in the sandbox's own
+/// network namespace, `verify0` with the address LOCAL and `verify1` with REMOTE (both
+/// optional, documentation addresses such as 192.0.2.10/24), both up. It gives the probes a
+/// route, and a server bound to REMOTE a place that is not loopback. Prepend it to a script.
+pub const TEST_INTERNET: &str = r#"
+test_internet() {
+    ip link add verify0 type veth peer name verify1
+    [ -z "${1:-}" ] || ip addr add "$1" dev verify0
+    [ -z "${2:-}" ] || ip addr add "$2" dev verify1
+    ip link set verify1 up
+    ip link set verify0 up
+}
+"#;
 
 /// What a sandbox script printed, and whether it succeeded.
 pub struct Output {
@@ -19,28 +28,39 @@ pub struct Output {
 /// One sandbox: its overlay layers live in a work directory removed on drop.
 pub struct Sandbox {
     work: PathBuf,
-    prelude: &'static str,
+    binary: PathBuf,
+    prelude: String,
 }
 
 impl Sandbox {
-    pub fn new(tag: &str) -> Sandbox {
+    /// A sandbox in which `binary` is installed as /usr/bin/pipelock-containment.
+    pub fn new(tag: &str, binary: &str) -> Sandbox {
         let work = std::env::temp_dir().join(format!("sandbox-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
-        Sandbox { work, prelude: "" }
+        Sandbox {
+            work,
+            binary: binary.into(),
+            prelude: TEST_INTERNET.to_string(),
+        }
     }
 
-    /// Shell text run before every script of this sandbox (helper functions).
-    pub fn with_prelude(mut self, prelude: &'static str) -> Sandbox {
-        self.prelude = prelude;
+    /// Shell text run before every script of this sandbox (helper functions), after
+    /// `TEST_INTERNET`.
+    pub fn with_prelude(mut self, prelude: &str) -> Sandbox {
+        self.prelude.push_str(prelude);
         self
     }
 
+    /// The script that builds the sandbox.
+    pub fn script_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sandbox.sh")
+    }
+
     pub fn output(&self, script: &str) -> Output {
-        let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sandbox.sh");
         let output = Command::new("sh")
-            .arg(&support)
+            .arg(Self::script_path())
             .arg(&self.work)
-            .arg(BINARY)
+            .arg(&self.binary)
             .arg(format!("{}\n{script}", self.prelude))
             .output()
             .expect("running the sandbox");
@@ -69,14 +89,4 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
-}
-
-/// Whether `tool` is on PATH or in an sbin directory.
-pub fn have(tool: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .any(|dir| PathBuf::from(dir).join(tool).is_file());
-    found
 }
