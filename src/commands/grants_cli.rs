@@ -32,12 +32,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
     } else if args.json {
         outln!("{}", serde_json::to_string_pretty(&Summary::of(record))?);
     } else {
-        let parents: Vec<&str> = record
-            .entries
-            .iter()
-            .filter(|c| c.role == Role::Parent)
-            .map(|c| c.path.as_str())
-            .collect();
+        let parents = Summary::of(record).parents_traversal;
         outln!(
             "granted {} to {} ({}){}",
             record.path,
@@ -155,12 +150,7 @@ fn print_planned(record: &GrantRecord, json: bool) -> Result<()> {
         return Ok(());
     }
     let count = |role: Role| record.entries.iter().filter(|c| c.role == role).count();
-    let parents: Vec<&str> = record
-        .entries
-        .iter()
-        .filter(|c| c.role == Role::Parent)
-        .map(|c| c.path.as_str())
-        .collect();
+    let parents = Summary::of(record).parents_traversal;
     outln!(
         "would grant {} to {} ({}); nothing was changed",
         record.path,
