@@ -1,17 +1,18 @@
 #!/bin/sh
-# sandbox.sh WORKDIR BINARY SCRIPT: run SCRIPT (sh -c) as root in a throwaway copy of the host.
+# sandbox.sh WORKDIR BINARY SCRIPT INSTALLS: run SCRIPT (sh -c) as root in a throwaway copy of the host.
 #
 # New mount, network and PID namespaces; overlays over /etc, /usr and /var whose upper layers
 # live in WORKDIR, fresh tmpfs over /run and /tmp. useradd, nft, visudo and kill act on these
 # copies and on a private network namespace: the real host is never changed. The packaged files
-# (units, sysusers.d) and BINARY are installed into the copy first, as the package would.
+# (INSTALLS: `MODE SOURCE DEST` lines from the contents table) and BINARY are installed into the
+# copy first, as the package would.
 set -eu
-work=$1 binary=$2 script=$3
+work=$1 binary=$2 script=$3 installs=$4
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$work"
 # shellcheck disable=SC2016 # the inner script expands its own variables
 exec unshare --mount --net --pid --fork --mount-proc --propagation private \
-    env SANDBOX_WORK="$work" SANDBOX_BINARY="$binary" SANDBOX_ROOT="$root" SANDBOX_SCRIPT="$script" \
+    env SANDBOX_WORK="$work" SANDBOX_BINARY="$binary" SANDBOX_INSTALLS="$installs" SANDBOX_ROOT="$root" SANDBOX_SCRIPT="$script" \
     sh -eu -c '
 for d in etc usr var; do
     mkdir -p "$SANDBOX_WORK/upper-$d" "$SANDBOX_WORK/work-$d"
@@ -20,17 +21,12 @@ for d in etc usr var; do
 done
 ip link set lo up
 install -m 0755 "$SANDBOX_BINARY" /usr/bin/pipelock-containment
-install -d /usr/lib/systemd/system /usr/lib/sysusers.d /etc/pipelock-containment
-for unit in pipelock-containment.service pipelock-proxy.service pipelock-containment-ca.path \
-    pipelock-containment-ca.service pipelock-containment-grants.timer pipelock-containment-grants.service \
-    pipelock-agents.slice pipelock-containment-bridge.socket pipelock-containment-bridge.service \
-    pipelock-containment-watch.service; do
-    install -m 0644 "$SANDBOX_ROOT/systemd/$unit" /usr/lib/systemd/system/
-done
-[ -f "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" ] && \
-    install -m 0644 "$SANDBOX_ROOT/pkg/sysusers.d/pipelock-containment.conf" /usr/lib/sysusers.d/
-[ -f /etc/pipelock-containment/containment.toml ] || \
-    install -m 0644 "$SANDBOX_ROOT/pkg/containment.toml" /etc/pipelock-containment/containment.toml
+# The packaged files, from the contents table (testbed::package_installs); a config already
+# in place stays.
+while read -r mode source dest; do
+    [ "$dest" = /etc/pipelock-containment/containment.toml ] && [ -f "$dest" ] && continue
+    install -D -m "$mode" "$SANDBOX_ROOT/$source" "$dest"
+done < "$SANDBOX_INSTALLS"
 # The checkout (scripts, binary) may live below /tmp or /run: keep it reachable at its path.
 mkdir -p /var/lib/sandbox-checkout
 mount --bind "$SANDBOX_ROOT" /var/lib/sandbox-checkout

@@ -1,8 +1,10 @@
 //! The throwaway copy of the host root tests run in (`sandbox.sh`: new mount, network and PID
 //! namespaces; overlays over /etc, /usr and /var), and the test internet inside it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde::Deserialize;
 
 /// Shell text that defines `test_internet LOCAL [REMOTE]`: a veth pair in the sandbox's own
 /// network namespace, `verify0` with the address LOCAL and `verify1` with REMOTE (both
@@ -17,6 +19,75 @@ test_internet() {
     ip link set verify0 up
 }
 "#;
+
+/// The package contents table, as far as the sandbox installs from it.
+#[derive(Deserialize)]
+struct Contents {
+    #[serde(default)]
+    file: Vec<ContentsFile>,
+    #[serde(default)]
+    unit: Vec<ContentsUnit>,
+}
+
+#[derive(Deserialize)]
+struct ContentsFile {
+    source: String,
+    dest: String,
+    mode: String,
+    packager: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ContentsUnit {
+    name: String,
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What the .deb would put in place, from `pkg/contents.toml`, as `MODE SOURCE DEST` lines for
+/// sandbox.sh: every file of every unit, and every file the repository holds. Files that
+/// `cargo xtask dist` generates are not there yet; the packaged config is the repository's
+/// `pkg/containment.toml`, and the binary is the one under test.
+pub fn package_installs() -> String {
+    let path = repository().join("pkg/contents.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    let contents: Contents =
+        toml::from_str(&text).unwrap_or_else(|err| panic!("parsing {}: {err}", path.display()));
+    let mut lines = String::new();
+    let units = std::fs::read_dir(repository().join("systemd")).expect("the systemd directory");
+    let mut unit_files: Vec<String> = units
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|file| {
+            contents.unit.iter().any(|unit| {
+                file.rsplit_once('.')
+                    .is_some_and(|(stem, _)| stem == unit.name)
+            })
+        })
+        .collect();
+    unit_files.sort();
+    for file in unit_files {
+        lines.push_str(&format!(
+            "644 systemd/{file} /usr/lib/systemd/system/{file}\n"
+        ));
+    }
+    for file in &contents.file {
+        let source = if file.dest == "/etc/pipelock-containment/containment.toml" {
+            "pkg/containment.toml"
+        } else {
+            file.source.as_str()
+        };
+        let generated = source.starts_with("target/");
+        if generated || file.packager.as_deref() == Some("rpm") {
+            continue;
+        }
+        lines.push_str(&format!("{} {source} {}\n", file.mode, file.dest));
+    }
+    lines
+}
 
 /// What a sandbox script printed, and whether it succeeded.
 pub struct Output {
@@ -57,11 +128,15 @@ impl Sandbox {
     }
 
     pub fn output(&self, script: &str) -> Output {
+        std::fs::create_dir_all(&self.work).expect("creating the sandbox's work directory");
+        let installs = self.work.join("installs");
+        std::fs::write(&installs, package_installs()).expect("writing the install list");
         let output = Command::new("sh")
             .arg(Self::script_path())
             .arg(&self.work)
             .arg(&self.binary)
             .arg(format!("{}\n{script}", self.prelude))
+            .arg(&installs)
             .output()
             .expect("running the sandbox");
         Output {
@@ -88,5 +163,29 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sandbox_installs_what_the_contents_table_lists() {
+        let installs = super::package_installs();
+        for line in [
+            "644 systemd/pipelock-containment.service /usr/lib/systemd/system/pipelock-containment.service",
+            "644 systemd/pipelock-agents.slice /usr/lib/systemd/system/pipelock-agents.slice",
+            "644 pkg/containment.toml /etc/pipelock-containment/containment.toml",
+            "755 pkg/ca-certificates-hook/pipelock-containment /etc/ca-certificates/update.d/pipelock-containment",
+        ] {
+            assert!(installs.lines().any(|l| l == line), "{line} missing:\n{installs}");
+        }
+        assert!(
+            !installs.contains("target/"),
+            "generated files listed:\n{installs}"
+        );
+        assert!(
+            !installs.contains("LICENSE"),
+            "an .rpm-only file listed:\n{installs}"
+        );
     }
 }
