@@ -273,17 +273,40 @@ pub fn refresh_at(paths: &CaPaths, owners: &Owners, now: i64, dry_run: bool) -> 
     } else {
         Some(lock_bundle_dir(&paths.combined_bundle)?)
     };
-    // The key is protected even when the bundle cannot be built: that matters more.
-    let key = fix_key(&paths.proxy_ca_key, owners, dry_run);
-    let built = build_and_install(paths, owners, now, dry_run);
-    let (bundle, action) = match (built, key.as_ref()) {
+    // The plan, read-only: the same one apply's CA step carries out.
+    let key = fix_key(&paths.proxy_ca_key, owners, true);
+    let built = plan_bundle(paths, owners, now);
+    let key_fix = match &key {
+        Ok(planned) if !planned.changes.is_empty() => Some((paths.proxy_ca_key.as_path(), owners)),
+        _ => None,
+    };
+    let (bundle, planned) = match (built, key.as_ref()) {
         (Ok(built), _) => built,
-        (Err(err), Ok(_)) => return Err(err),
+        (Err(err), Ok(_)) => {
+            // The key is protected even when the bundle cannot be built: that matters more.
+            if !dry_run {
+                carry_out(&paths.combined_bundle, "", None, key_fix)?;
+            }
+            return Err(err);
+        }
         (Err(err), Err(key_err)) => {
             return Err(err.context(format!("and the proxy CA key: {key_err:#}")))
         }
     };
-    let key = key?;
+    let mut key = key?;
+    let action = if dry_run {
+        planned
+    } else {
+        let write = (planned != BundleAction::Unchanged).then_some(owners.bundle);
+        if let Some(fixed) = carry_out(&paths.combined_bundle, &bundle.text, write, key_fix)? {
+            key = fixed;
+        }
+        match planned {
+            BundleAction::WouldWrite => BundleAction::Written,
+            BundleAction::WouldFixPermissions => BundleAction::PermissionsFixed,
+            done => done,
+        }
+    };
 
     Ok(CaOutcome {
         dry_run,
@@ -297,12 +320,8 @@ pub fn refresh_at(paths: &CaPaths, owners: &Owners, now: i64, dry_run: bool) -> 
     })
 }
 
-fn build_and_install(
-    paths: &CaPaths,
-    owners: &Owners,
-    now: i64,
-    dry_run: bool,
-) -> Result<(ca::Bundle, BundleAction)> {
+/// The bundle `refresh` would write now, and what writing it would do. Read-only.
+fn plan_bundle(paths: &CaPaths, owners: &Owners, now: i64) -> Result<(ca::Bundle, BundleAction)> {
     let system = read_limited(&paths.system_bundle)?.with_context(|| {
         format!(
             "the system CA bundle {} does not exist: install the distro's CA package \
@@ -347,11 +366,10 @@ fn build_and_install(
             )));
         }
     };
-    let action = install_bundle(
+    let action = planned_action(
         &paths.combined_bundle,
         bundle.text.as_bytes(),
         owners.bundle,
-        dry_run,
     )?;
     Ok((bundle, action))
 }
@@ -374,7 +392,7 @@ pub fn plan(config: &Config, facts: &Facts) -> Planned {
     let (bundle, key_changes) = match &owners {
         Err(err) => (Err(format!("{err:#}")), Err(format!("{err:#}"))),
         Ok(owners) => (
-            build_and_install(&paths, owners, now(), true)
+            plan_bundle(&paths, owners, now())
                 .map(|(bundle, _)| bundle)
                 .map_err(|err| format!("{err:#}")),
             fix_key(&paths.proxy_ca_key, owners, true)
@@ -399,8 +417,19 @@ pub fn install_planned(
     key_fix: Option<(&Utf8Path, &Owners)>,
 ) -> Result<Option<KeyOutcome>> {
     let _lock = lock_bundle_dir(bundle)?;
-    if write {
-        write_bundle(bundle, contents.as_bytes(), (0, 0), BUNDLE_MODE)?;
+    carry_out(bundle, contents, write.then_some((0, 0)), key_fix)
+}
+
+/// The CA plan's operations, under the caller's lock: the bundle written with its owner when
+/// `write` names one, then the key fixed.
+fn carry_out(
+    bundle: &Utf8Path,
+    contents: &str,
+    write: Option<(u32, u32)>,
+    key_fix: Option<(&Utf8Path, &Owners)>,
+) -> Result<Option<KeyOutcome>> {
+    if let Some(owner) = write {
+        write_bundle(bundle, contents.as_bytes(), owner, BUNDLE_MODE)?;
     }
     key_fix
         .map(|(key, owners)| fix_key(key, owners, false))
@@ -513,16 +542,11 @@ fn read_limited(path: &Utf8Path) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// Put `contents` at `path` (owner, 0644) unless it is there already.
-fn install_bundle(
-    path: &Utf8Path,
-    contents: &[u8],
-    owner: (u32, u32),
-    dry_run: bool,
-) -> Result<BundleAction> {
+/// What putting `contents` at `path` (owner, 0644) would do: nothing, fix the owner or mode,
+/// or write it. A symlink or anything but a regular file there is replaced by a regular file.
+fn planned_action(path: &Utf8Path, contents: &[u8], owner: (u32, u32)) -> Result<BundleAction> {
     let current = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_file() => Some(meta),
-        // A symlink or anything else is replaced by a regular file.
         Ok(_) => None,
         Err(err) if err.kind() == ErrorKind::NotFound => None,
         Err(err) => return Err(err).with_context(|| format!("cannot inspect {path}")),
@@ -531,25 +555,18 @@ fn install_bundle(
         let same = meta.len() == contents.len() as u64
             && read_limited(path)?.is_some_and(|bytes| bytes == contents);
         if same {
+            // A rewrite gives a fresh inode: it also breaks any hard link to the bundle.
             let right = (meta.uid(), meta.gid()) == owner
                 && meta.mode() & 0o7777 == BUNDLE_MODE
                 && meta.nlink() == 1;
-            return Ok(match (right, dry_run) {
-                (true, _) => BundleAction::Unchanged,
-                (false, true) => BundleAction::WouldFixPermissions,
-                (false, false) => {
-                    // Rewriting gives a fresh inode: also breaks any hard link to it.
-                    write_bundle(path, contents, owner, BUNDLE_MODE)?;
-                    BundleAction::PermissionsFixed
-                }
+            return Ok(if right {
+                BundleAction::Unchanged
+            } else {
+                BundleAction::WouldFixPermissions
             });
         }
     }
-    if dry_run {
-        return Ok(BundleAction::WouldWrite);
-    }
-    write_bundle(path, contents, owner, BUNDLE_MODE)?;
-    Ok(BundleAction::Written)
+    Ok(BundleAction::WouldWrite)
 }
 
 /// The bundle's directory, created (mode 0755) when missing.
