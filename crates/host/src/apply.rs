@@ -778,6 +778,21 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
+            Step::DeleteUser { user, remove_home } => {
+                let args: &[&str] = if *remove_home {
+                    &["--remove", user]
+                } else {
+                    &[user]
+                };
+                run_ok("userdel", args).map(drop)
+            }
+            Step::DeleteGroup { group } => run_ok("groupdel", &[group]).map(drop),
+            Step::RemoveTree { path } => match std::fs::remove_dir_all(path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(anyhow!("removing {path}: {err}"))
+                }
+                _ => Ok(()),
+            },
             Step::RemoveAgentJobs { user } => {
                 for line in remove_agent_jobs(user, self.systemd_running)? {
                     (self.log)(&format!("  {line}"));
@@ -1356,105 +1371,70 @@ pub fn remove_host(config: &Config, log: Log<'_>) -> Result<Removed> {
     })
 }
 
-/// Purge after remove: delete the accounts when the config or the manifest opted in, then the state.
-pub fn purge_host(delete_from_config: Option<&Config>, log: Log<'_>) -> Result<Vec<String>> {
+/// What purge works on: the manifest, the config if still there, and which of the accounts
+/// they name exist.
+fn observe_purge(config: Option<&Config>) -> Result<plan::PurgeInput> {
     let manifest = read_manifest().ok().flatten();
-    let mut errors = Vec::new();
-    let mut delete = manifest.as_ref().is_some_and(|m| m.delete_users_on_purge);
-    let mut users = Vec::new();
-    let mut groups = Vec::new();
-    let mut agents = Vec::new();
-    if let Some(m) = &manifest {
-        agents.push(m.agent_user.clone());
-        users.extend([m.agent_user.clone(), m.proxy_user.clone()]);
-        groups.push(m.operators_group.clone());
-    }
-    if let Some(config) = delete_from_config {
-        delete |= config.users.delete_on_purge;
-        agents.push(config.users.agent.clone());
-        users.extend([config.users.agent.clone(), config.users.proxy.clone()]);
-        groups.push(config.users.operators_group.clone());
-    }
-    users.retain(|u| !u.is_empty());
-    users.dedup();
-    groups.retain(|g| !g.is_empty());
-    groups.dedup();
-    if delete {
-        for user in &users {
-            if User::from_name(user)?.is_some() {
-                // The agent's home goes with it: a UID that may be reused must not own files.
-                let args: &[&str] = if agents.contains(user) {
-                    log(&format!("  delete user {user} and its home"));
-                    &["--remove", user]
-                } else {
-                    log(&format!("  delete user {user}"));
-                    &[user]
-                };
-                if let Err(err) = run_ok("userdel", args) {
-                    errors.push(format!("{err:#}"));
-                }
+    let mut input = plan::PurgeInput {
+        manifest: manifest.clone(),
+        config: config.cloned(),
+        ..Default::default()
+    };
+    let named = manifest
+        .iter()
+        .map(|m| (&m.agent_user, &m.proxy_user, &m.operators_group))
+        .chain(config.map(|c| (&c.users.agent, &c.users.proxy, &c.users.operators_group)));
+    for (agent, proxy, group) in named {
+        for user in [agent, proxy] {
+            if !user.is_empty() && User::from_name(user)?.is_some() {
+                input.users_present.insert(user.clone());
             }
         }
-        for group in &groups {
-            if Group::from_name(group)?.is_some() {
-                log(&format!("  delete group {group}"));
-                if let Err(err) = run_ok("groupdel", &[group]) {
-                    errors.push(format!("{err:#}"));
-                }
-            }
+        if !group.is_empty() && Group::from_name(group)?.is_some() {
+            input.groups_present.insert(group.clone());
         }
-    } else {
-        log("  users kept (users.delete_on_purge = false)");
-        // The agent's home goes all the same (apply makes it again): only a real directory
-        // the agent owns.
-        for agent in &agents {
-            let Some(account) = User::from_name(agent)? else {
-                continue;
-            };
-            let Ok(home) = Utf8PathBuf::from_path_buf(account.dir) else {
-                continue;
-            };
-            let ours = std::fs::symlink_metadata(&home)
-                .is_ok_and(|m| m.is_dir() && m.uid() == account.uid.as_raw());
-            if ours && home != "/" {
-                log(&format!("  remove the agent's home {home}"));
-                if let Err(err) = std::fs::remove_dir_all(&home) {
-                    errors.push(format!("removing {home}: {err}"));
+        // Only a real directory the agent owns counts as its home.
+        if let Some(account) = User::from_name(agent)? {
+            if let Ok(home) = Utf8PathBuf::from_path_buf(account.dir) {
+                let ours = std::fs::symlink_metadata(&home)
+                    .is_ok_and(|m| m.is_dir() && m.uid() == account.uid.as_raw());
+                if ours && !input.agent_homes.contains(&home) {
+                    input.agent_homes.push(home);
                 }
             }
         }
     }
-    // Grant records kept outside the state directory (grants.records set elsewhere).
-    let mut records: Vec<Utf8PathBuf> = manifest
+    let records = manifest
         .as_ref()
         .and_then(|m| m.grant_records.clone())
         .into_iter()
-        .collect();
-    records.extend(delete_from_config.map(|c| c.grants.records.clone()));
-    for path in records {
-        if path.starts_with(paths::STATE_DIR) {
-            continue;
-        }
+        .chain(config.map(|c| c.grants.records.clone()));
+    for path in records.filter(|p| !p.starts_with(paths::STATE_DIR)) {
         for file in [path.clone(), Utf8PathBuf::from(format!("{path}.lock"))] {
-            if std::fs::symlink_metadata(&file).is_ok() {
-                log(&format!("  remove {file}"));
-                if let Err(err) = std::fs::remove_file(&file) {
-                    errors.push(format!("removing {file}: {err}"));
-                }
+            if std::fs::symlink_metadata(&file).is_ok()
+                && !input.outside_records.iter().any(|(p, _)| *p == file)
+            {
+                let state = observe_file(&file)?;
+                input.outside_records.push((file, state));
             }
         }
     }
-    log(&format!(
-        "  remove {} (the manifest and the grant records with it)",
-        paths::STATE_DIR
-    ));
-    match std::fs::remove_dir_all(paths::STATE_DIR) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            errors.push(format!("removing {}: {err}", paths::STATE_DIR))
-        }
-        _ => {}
+    Ok(input)
+}
+
+/// Purge after remove: observe, plan (`plan::plan_purge`), carry out best-effort; returns the
+/// plan and the steps that failed.
+pub fn purge_host(config: Option<&Config>, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+    let plan = plan::plan_purge(&observe_purge(config)?);
+    for note in &plan.notes {
+        log(&format!("  {note}"));
     }
-    Ok(errors)
+    let observed = observe(&[])?;
+    let mut executor = Executor::new(log, &observed);
+    executor.best_effort = true;
+    executor.run_all(&plan)?;
+    let errors = std::mem::take(&mut executor.errors);
+    Ok((plan, errors))
 }
 
 #[cfg(test)]

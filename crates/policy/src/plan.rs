@@ -387,6 +387,21 @@ pub enum Step {
     RemoveAgentJobs {
         user: String,
     },
+    // Steps of purge.
+    /// `userdel [--remove] USER`: the agent's home goes with it (a UID that may be reused must
+    /// not own files).
+    DeleteUser {
+        user: String,
+        remove_home: bool,
+    },
+    /// `groupdel GROUP`.
+    DeleteGroup {
+        group: String,
+    },
+    /// Delete a directory and everything below it (symlinks are removed, not followed).
+    RemoveTree {
+        path: Utf8PathBuf,
+    },
 }
 
 impl Step {
@@ -416,6 +431,9 @@ impl Step {
             Step::EditDenyList { path, .. } => format!("deny-list:{path}"),
             Step::ReloadUnit { unit } => format!("systemd:reload:{unit}"),
             Step::RemoveAgentJobs { user } => format!("jobs:{user}"),
+            Step::DeleteUser { user, .. } => format!("users:delete:{user}"),
+            Step::DeleteGroup { group } => format!("users:delete-group:{group}"),
+            Step::RemoveTree { path } => format!("rm-tree:{path}"),
         }
     }
 }
@@ -528,6 +546,13 @@ impl fmt::Display for Step {
                 f,
                 "delete {user}'s crontab, at jobs, linger flag and systemd user units"
             ),
+            Step::DeleteUser {
+                user,
+                remove_home: true,
+            } => write!(f, "delete user {user} and its home"),
+            Step::DeleteUser { user, .. } => write!(f, "delete user {user}"),
+            Step::DeleteGroup { group } => write!(f, "delete group {group}"),
+            Step::RemoveTree { path } => write!(f, "remove {path} and everything below it"),
         }
     }
 }
@@ -1237,6 +1262,77 @@ fn plan_ca(ca: &CaState) -> (Option<Step>, Option<String>) {
         }),
         note,
     )
+}
+
+/// What purge looks at: the accounts the manifest and the config name, and which of them exist.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PurgeInput {
+    pub manifest: Option<Manifest>,
+    /// The config, when it is still there (dpkg deletes conffiles before postrm purge).
+    pub config: Option<Config>,
+    pub users_present: BTreeSet<String>,
+    pub groups_present: BTreeSet<String>,
+    /// Agents' homes that are real directories the agent owns (only those are removed when
+    /// the accounts stay).
+    pub agent_homes: Vec<Utf8PathBuf>,
+    /// Grant record files (and their locks) kept outside the state directory that exist.
+    pub outside_records: Vec<(Utf8PathBuf, FileState)>,
+}
+
+/// The purge plan, after remove: the accounts when the manifest or the config opted in (else
+/// only the agent's home, which apply makes again), grant records kept outside the state
+/// directory, then the state directory with the manifest and the records in it.
+pub fn plan_purge(input: &PurgeInput) -> Plan {
+    let mut plan = Plan::default();
+    let manifest = input.manifest.as_ref();
+    let config = input.config.as_ref();
+    let delete = manifest.is_some_and(|m| m.delete_users_on_purge)
+        || config.is_some_and(|c| c.users.delete_on_purge);
+    let mut agents: Vec<&str> = Vec::new();
+    let mut users: Vec<&str> = Vec::new();
+    let mut groups: Vec<&str> = Vec::new();
+    for (agent, proxy, group) in manifest
+        .map(|m| (&m.agent_user, &m.proxy_user, &m.operators_group))
+        .into_iter()
+        .chain(config.map(|c| (&c.users.agent, &c.users.proxy, &c.users.operators_group)))
+    {
+        agents.push(agent);
+        users.extend([agent.as_str(), proxy.as_str()]);
+        groups.push(group);
+    }
+    let mut seen = BTreeSet::new();
+    users.retain(|u| !u.is_empty() && seen.insert(*u));
+    let mut seen = BTreeSet::new();
+    groups.retain(|g| !g.is_empty() && seen.insert(*g));
+    if delete {
+        for user in users.iter().filter(|u| input.users_present.contains(**u)) {
+            plan.steps.push(Step::DeleteUser {
+                user: user.to_string(),
+                remove_home: agents.contains(user),
+            });
+        }
+        for group in groups.iter().filter(|g| input.groups_present.contains(**g)) {
+            plan.steps.push(Step::DeleteGroup {
+                group: group.to_string(),
+            });
+        }
+    } else {
+        plan.notes
+            .push("users kept (users.delete_on_purge = false)".into());
+        for home in input.agent_homes.iter().filter(|h| h.as_str() != "/") {
+            plan.steps.push(Step::RemoveTree { path: home.clone() });
+        }
+    }
+    for (path, previous) in &input.outside_records {
+        plan.steps.push(Step::RemoveFile {
+            path: path.clone(),
+            previous: previous.clone(),
+        });
+    }
+    plan.steps.push(Step::RemoveTree {
+        path: paths::STATE_DIR.into(),
+    });
+    plan
 }
 
 /// The remove plan: the seed's rollback list. Agent processes end before the table goes, so
@@ -2387,5 +2483,67 @@ mod tests {
         let plan = apply(&moved, &after);
         position(&plan, &format!("remove:{BUNDLE}"));
         position(&plan, "ca:bundle");
+    }
+
+    fn purge_input(delete: bool) -> PurgeInput {
+        let mut config = Config::defaults();
+        config.users.delete_on_purge = delete;
+        PurgeInput {
+            config: Some(config),
+            users_present: ["cc-agent".to_string(), "pipelock-proxy".to_string()].into(),
+            groups_present: ["pipelock-operators".to_string()].into(),
+            agent_homes: vec!["/var/lib/cc-agent".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn purge_deletes_the_accounts_only_when_opted_in_and_the_state_last() {
+        let plan = plan_purge(&purge_input(true));
+        assert_eq!(
+            ids(&plan),
+            [
+                "users:delete:cc-agent",
+                "users:delete:pipelock-proxy",
+                "users:delete-group:pipelock-operators",
+                "rm-tree:/var/lib/pipelock-containment",
+            ]
+        );
+        assert!(matches!(
+            &plan.steps[0],
+            Step::DeleteUser {
+                remove_home: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &plan.steps[1],
+            Step::DeleteUser {
+                remove_home: false,
+                ..
+            }
+        ));
+        let kept = plan_purge(&purge_input(false));
+        assert_eq!(
+            ids(&kept),
+            [
+                "rm-tree:/var/lib/cc-agent",
+                "rm-tree:/var/lib/pipelock-containment"
+            ]
+        );
+        assert!(kept.notes.iter().any(|n| n.contains("users kept")));
+        // The manifest's opt-in counts when the config is gone.
+        let manifest_only = PurgeInput {
+            config: None,
+            manifest: Some(Manifest {
+                agent_user: "cc-agent".into(),
+                proxy_user: "pipelock-proxy".into(),
+                operators_group: "pipelock-operators".into(),
+                delete_users_on_purge: true,
+                ..Default::default()
+            }),
+            ..purge_input(false)
+        };
+        assert_eq!(plan_purge(&manifest_only).steps.len(), 4);
     }
 }
