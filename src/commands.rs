@@ -1,22 +1,5 @@
 //! Runs each subcommand: ties config, facts and render to the host layer and to output.
 
-/// `println!` that ignores a closed stdout (`| head`, a maintainer script's pipe): output must
-/// never abort a half-done apply or remove.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// `print!` that ignores a closed stdout, like `outln!`.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 use anyhow::{Context, Result};
 
 use crate::cli::{
@@ -24,9 +7,10 @@ use crate::cli::{
     MetricsArgs, RemoveArgs, RenderArgs, StatusArgs, ToolEditArgs, ToolsCommand, ToolsListArgs,
     VerifyArgs, WaitListeningArgs,
 };
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::exit;
 use crate::host;
+use crate::output;
 use crate::render;
 use crate::verify;
 
@@ -62,17 +46,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             )?;
             host::watch::watch().map(|()| exit::OK)
         }
-    }
-}
-
-/// The exit code for an error: a config problem has its own.
-pub fn exit_code_for(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|cause| cause.is::<ConfigError>()) {
-        exit::CONFIG
-    } else if err.chain().any(|cause| cause.is::<exit::NeedRoot>()) {
-        exit::NEED_ROOT
-    } else {
-        exit::FAILURE
     }
 }
 
@@ -147,7 +120,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             for warning in &warnings {
-                eprintln!("warning: {warning}");
+                output::warn(warning);
             }
             out!("{}", plan.diff());
         }
@@ -202,7 +175,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
             .collect();
         warnings.extend(plan.warnings.iter().map(|w| format!("WARNING: {w}")));
         for warning in &warnings {
-            eprintln!("pipelock-containment: {warning}");
+            output::note(warning);
         }
         let agent = host::facts::lookup_account(&config.users.agent)
             .ok()
@@ -248,7 +221,7 @@ fn apply_command(args: ApplyArgs) -> Result<i32> {
         outln!("deferred: {note}");
     }
     for warning in &plan.warnings {
-        eprintln!("pipelock-containment: WARNING: {warning}");
+        output::warn_loud(warning);
     }
     Ok(exit::OK)
 }
@@ -261,7 +234,7 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         match host::fs::read_config(&args.config.config) {
             Ok(config) => Some(config),
             Err(err) => {
-                eprintln!("warning: {err:#}; using the manifest and the defaults");
+                output::warn(&format!("{err:#}; using the manifest and the defaults"));
                 None
             }
         }
@@ -328,21 +301,21 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
-    eprintln!(
-        "pipelock-containment: {what} finished with {} error(s):",
-        errors.len()
-    );
+    output::note(&format!("{what} finished with {} error(s):", errors.len()));
     for err in &errors {
-        eprintln!("  {err}");
+        output::more(err);
     }
     if args.from_maintainer_script && !table_kept {
-        eprintln!("(not failing the package operation; fix the above and run `pipelock-containment {what}` again)");
+        output::more(&format!(
+            "(not failing the package operation; fix the above and run `pipelock-containment \
+             {what}` again)"
+        ));
         return Ok(exit::OK);
     }
     if table_kept {
-        eprintln!(
-            "pipelock-containment: containment stays in force: a process of the agent could not be \
-             ended, so the package is not removed; end it, then remove again"
+        output::note(
+            "containment stays in force: a process of the agent could not be ended, so the \
+             package is not removed; end it, then remove again",
         );
     }
     Ok(exit::FAILURE)
@@ -383,10 +356,10 @@ fn wait_listening(args: WaitListeningArgs) -> Result<i32> {
             Ok(exit::OK)
         }
         Err(err) => {
-            eprintln!(
-                "pipelock-containment: {} did not accept connections within {} s: {err}",
+            output::note(&format!(
+                "{} did not accept connections within {} s: {err}",
                 args.address, args.timeout_seconds
-            );
+            ));
             Ok(exit::FAILURE)
         }
     }
@@ -519,7 +492,7 @@ fn ca_refresh(args: ChangeArgs) -> Result<i32> {
     };
     out!("{text}");
     for warning in &outcome.warnings {
-        eprintln!("pipelock-containment: warning: {warning}");
+        output::warn(warning);
     }
     Ok(if outcome.key.agent_can_read && !args.dry_run {
         exit::FAILURE

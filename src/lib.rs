@@ -7,4 +7,6 @@ pub use pipelock_policy::{
 };
 
 pub mod cli;
+#[macro_use]
+pub mod output;
 pub mod commands;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use pipelock_containment::{cli::Cli, commands, exit};
+use pipelock_containment::{cli::Cli, commands, exit, output};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -19,12 +19,6 @@ fn main() {
     };
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
-        Err(err) => {
-            eprintln!("pipelock-containment: error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            std::process::exit(commands::exit_code_for(&err));
-        }
+        Err(err) => std::process::exit(output::error(&err)),
     }
 }

@@ -24,7 +24,7 @@ pub fn grant(args: GrantArgs) -> Result<i32> {
     };
     let outcome = host::grants::grant(&config, &caller, &agent, &request)?;
     for warning in &outcome.warnings {
-        eprintln!("warning: {warning}");
+        crate::output::warn(warning);
     }
     let record = &outcome.record;
     if args.dry_run {
@@ -68,7 +68,7 @@ pub fn revoke(args: RevokeArgs) -> Result<i32> {
             outln!("revoked {path}");
         }
         for problem in &problems {
-            eprintln!("error: {problem}");
+            crate::output::note(&format!("error: {problem}"));
         }
         return Ok(if problems.is_empty() {
             exit::OK
@@ -99,7 +99,7 @@ pub fn grants(args: GrantsArgs) -> Result<i32> {
                 outln!("expired: revoked {path}");
             }
             for problem in &problems {
-                eprintln!("error: {problem}");
+                crate::output::note(&format!("error: {problem}"));
             }
             Ok(if problems.is_empty() {
                 exit::OK
