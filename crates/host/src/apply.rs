@@ -262,6 +262,7 @@ pub fn observe(paths_wanted: &[Utf8PathBuf]) -> Result<Observed> {
         .collect();
     Ok(Observed {
         accounts: None,
+        agent: None,
         files,
         manifest,
         nft: observe_nft(),
@@ -778,6 +779,27 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
+            // Like the account it belongs to, the home is made and never taken back.
+            Step::CreateAgentHome { path, uid, gid } => {
+                create_parents(&path.join("x"))?;
+                nix::unistd::chown(
+                    path.as_std_path(),
+                    Some(Uid::from_raw(*uid)),
+                    Some(nix::unistd::Gid::from_raw(*gid)),
+                )
+                .with_context(|| format!("chown {path}"))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o750))
+                    .with_context(|| format!("chmod {path}"))
+            }
+            // A lock that fails warns: the rule and the launcher still contain the agent.
+            Step::LockAccount { user } => {
+                if let Err(err) = run_ok("usermod", &["--lock", "--expiredate", "1", user]) {
+                    (self.log)(&format!(
+                        "  warning: {err:#}: PAM logins as {user} may still work"
+                    ));
+                }
+                Ok(())
+            }
             Step::DeleteUser { user, remove_home } => {
                 let args: &[&str] = if *remove_home {
                     &["--remove", user]
@@ -1157,49 +1179,24 @@ fn kill_all_as(uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// The agent account is locked and expired: PAM-based logins (su, sshd, cron, at, login) refuse
-/// it, while session units (no PAM) and runuser still run as it. Never undone, not even by
-/// remove. An account outside /etc/shadow (LDAP, sssd) is only warned about.
-fn lock_agent_account(config: &Config, log: Log<'_>) {
-    let name = &config.users.agent;
-    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
-    match pipelock_policy::facts::shadow_state(&shadow, name, super::facts::days_since_epoch()) {
-        Some(state) if state.locked && state.expired => {}
-        Some(_) => {
-            log(&format!(
-                "  lock and expire the agent account {name} (usermod --lock --expiredate 1)"
-            ));
-            if let Err(err) = run_ok("usermod", &["--lock", "--expiredate", "1", name]) {
-                log(&format!(
-                    "  warning: {err:#}: PAM logins as {name} may still work"
-                ));
-            }
-        }
-        None => log(&format!(
-            "  warning: {name} is not in /etc/shadow: lock and expire it where the account lives \
-             (verify's account-locked probe checks it)"
-        )),
-    }
-}
-
-/// The agent's home exists, owned by the agent, mode 0750 (sysusers and rpm %pre make none).
-/// Like the accounts, it is created and never removed.
-fn ensure_agent_home(config: &Config, log: Log<'_>) -> Result<()> {
+/// The agent account's home and shadow entry, for `plan_agent_account`. None: no such user.
+fn observe_agent(config: &Config) -> Result<Option<plan::AgentObserved>> {
     let Some(user) = User::from_name(&config.users.agent)? else {
-        return Ok(());
+        return Ok(None);
     };
     let home =
         Utf8PathBuf::from_path_buf(user.dir).unwrap_or_else(|_| config.users.agent_home.clone());
-    if home.exists() || home.as_str() == "/nonexistent" || home.as_str() == "/" {
-        return Ok(());
-    }
-    log(&format!("  create the agent's home {home}"));
-    create_parents(&home.join("x"))?;
-    nix::unistd::chown(home.as_std_path(), Some(user.uid), Some(user.gid))
-        .with_context(|| format!("chown {home}"))?;
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750))
-        .with_context(|| format!("chmod {home}"))?;
-    Ok(())
+    let shadow = std::fs::read_to_string("/etc/shadow").ok().map(|text| {
+        pipelock_policy::facts::shadow_state(&text, &user.name, super::facts::days_since_epoch())
+    });
+    Ok(Some(plan::AgentObserved {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        home_exists: home.exists(),
+        home,
+        shadow,
+    }))
 }
 
 /// The outcome of `apply_host`, for output.
@@ -1253,6 +1250,7 @@ pub fn plan_for_host(
     observed.table_drift = loaded_table_drifted(&observed.nft);
     observed.ca = Some(observe_ca(config, &facts)?);
     observed.accounts = Some(observe_accounts(config)?);
+    observed.agent = observe_agent(config)?;
     let plan = plan::plan_apply(&plan::ApplyInput {
         config,
         rendered: &rendered,
@@ -1321,8 +1319,6 @@ pub fn apply_host(config: &Config, log: Log<'_>, manage_units: bool) -> Result<A
             groups_created.push(config.users.operators_group.clone());
         }
     }
-    ensure_agent_home(config, log)?;
-    lock_agent_account(config, log);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -178,6 +178,8 @@ pub struct Observed {
     pub ca: Option<CaState>,
     /// The accounts and how to create them. None: not looked at (remove).
     pub accounts: Option<AccountsObserved>,
+    /// The agent account as it is. None: it does not exist (yet), or not looked at.
+    pub agent: Option<AgentObserved>,
     /// Deny lists (`account::SCHEDULERS`) whose scheduler is installed.
     pub schedulers: BTreeSet<Utf8PathBuf>,
     /// A chroot or image build (or it cannot be told): no process is signalled, since the
@@ -387,6 +389,18 @@ pub enum Step {
     RemoveAgentJobs {
         user: String,
     },
+    /// Make the agent's home (mode 0750, the agent's).
+    CreateAgentHome {
+        path: Utf8PathBuf,
+        uid: u32,
+        gid: u32,
+    },
+    /// `usermod --lock --expiredate 1 USER`: PAM-based logins (su, sshd, cron, at, login)
+    /// refuse it, while session units (no PAM) and runuser still run as it. Never undone, not
+    /// even by remove. An account outside /etc/shadow (LDAP, sssd) is only warned about.
+    LockAccount {
+        user: String,
+    },
     // Steps of purge.
     /// `userdel [--remove] USER`: the agent's home goes with it (a UID that may be reused must
     /// not own files).
@@ -431,6 +445,8 @@ impl Step {
             Step::EditDenyList { path, .. } => format!("deny-list:{path}"),
             Step::ReloadUnit { unit } => format!("systemd:reload:{unit}"),
             Step::RemoveAgentJobs { user } => format!("jobs:{user}"),
+            Step::CreateAgentHome { path, .. } => format!("home:{path}"),
+            Step::LockAccount { user } => format!("users:lock:{user}"),
             Step::DeleteUser { user, .. } => format!("users:delete:{user}"),
             Step::DeleteGroup { group } => format!("users:delete-group:{group}"),
             Step::RemoveTree { path } => format!("rm-tree:{path}"),
@@ -545,6 +561,11 @@ impl fmt::Display for Step {
             Step::RemoveAgentJobs { user } => write!(
                 f,
                 "delete {user}'s crontab, at jobs, linger flag and systemd user units"
+            ),
+            Step::CreateAgentHome { path, .. } => write!(f, "create the agent's home {path}"),
+            Step::LockAccount { user } => write!(
+                f,
+                "lock and expire the agent account {user} (usermod --lock --expiredate 1)"
             ),
             Step::DeleteUser {
                 user,
@@ -726,6 +747,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The agent account's home and shadow entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentObserved {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: Utf8PathBuf,
+    pub home_exists: bool,
+    /// None: /etc/shadow cannot be read here (not root). Some(None): the agent has no line.
+    pub shadow: Option<Option<crate::facts::ShadowState>>,
+}
+
 /// Which accounts exist already, and what the host offers to create them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountsObserved {
@@ -860,6 +893,9 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         }
     }
 
+    // The agent account's own steps come first, like the accounts: they are never undone.
+    let agent_steps =
+        plan_agent_account(input.config, observed, &plan.accounts, &mut plan.warnings);
     let mut steps = Vec::new();
     for link in &observed.user_unit_links {
         steps.push(Step::DisableUserUnit { link: link.clone() });
@@ -1115,14 +1151,53 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
     if !steps.is_empty() || manifest_changed {
         steps.push(Step::WriteManifest { manifest });
     }
+    plan.steps = agent_steps;
     if steps
         .iter()
         .any(|s| !matches!(s, Step::WriteManifest { .. }))
     {
-        plan.steps = validations;
+        plan.steps.extend(validations);
     }
     plan.steps.extend(steps);
     plan
+}
+
+/// The agent account's own steps: its home when it has none (sysusers and rpm %pre make
+/// none), then locked and expired, so PAM refuses it everywhere. An agent the account steps
+/// create is locked too (its home comes with it).
+fn plan_agent_account(
+    config: &Config,
+    observed: &Observed,
+    accounts: &[Step],
+    warnings: &mut Vec<String>,
+) -> Vec<Step> {
+    let user = &config.users.agent;
+    let lock = Step::LockAccount { user: user.clone() };
+    let Some(agent) = &observed.agent else {
+        let created = accounts.iter().any(|s| {
+            matches!(s, Step::CreateUser { name, .. } if name == user)
+                || matches!(s, Step::Sysusers { .. })
+        });
+        return if created { vec![lock] } else { Vec::new() };
+    };
+    let mut steps = Vec::new();
+    if !agent.home_exists && !matches!(agent.home.as_str(), "/nonexistent" | "/") {
+        steps.push(Step::CreateAgentHome {
+            path: agent.home.clone(),
+            uid: agent.uid,
+            gid: agent.gid,
+        });
+    }
+    match agent.shadow {
+        Some(Some(state)) if state.locked && state.expired => {}
+        Some(Some(_)) => steps.push(lock),
+        Some(None) => warnings.push(format!(
+            "{user} is not in /etc/shadow: lock and expire it where the account lives (verify's \
+             account-locked probe checks it)"
+        )),
+        None => {}
+    }
+    steps
 }
 
 /// List the agent in every deny list whose scheduler is installed (or that exists). Returns the
@@ -1556,6 +1631,7 @@ mod tests {
     fn empty_host() -> Observed {
         Observed {
             accounts: None,
+            agent: None,
             files: BTreeMap::new(),
             manifest: None,
             nft: NftState::Absent,
