@@ -3,8 +3,8 @@
 # regenerates the combined CA bundle, and that TLS clients accept a server
 # certificate signed by the proxy CA through that bundle.
 #
-# Usage (root): unshare --mount --fork tests/ca-update-hook.sh HELPER REPO SCRATCH_DIR
-# Everything it writes lands in overlays inside the private mount namespace:
+# Usage (root, in testbed::Sandbox): tests/ca-update-hook.sh HELPER REPO SCRATCH_DIR
+# Everything it writes lands in the sandbox's overlays over /etc and /usr and its /tmp:
 # the real /etc and /usr/local are untouched.
 set -eu
 
@@ -17,13 +17,6 @@ fail() {
     exit 1
 }
 
-# Scratch space on a tmpfs, then overlays over what update-ca-certificates writes.
-mount -t tmpfs ca-e2e "$scratch"
-for dir in /etc /usr/local /usr/bin; do
-    name=$(echo "$dir" | tr / _)
-    mkdir -p "$scratch/up$name" "$scratch/work$name"
-    mount -t overlay ca-e2e -o "lowerdir=$dir,upperdir=$scratch/up$name,workdir=$scratch/work$name" "$dir"
-done
 mkdir -p "$scratch/pki"
 cd "$scratch/pki"
 

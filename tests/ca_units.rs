@@ -206,8 +206,8 @@ fn the_hook_runs_ca_refresh_quietly_and_never_fails_the_update() {
 }
 
 /// The real update-ca-certificates of this machine runs the hook, which regenerates the bundle;
-/// openssl and curl accept a proxy-signed server certificate through it. Root: the script works
-/// in a private mount namespace, on overlays over /etc, /usr/local and /usr/bin.
+/// openssl and curl accept a proxy-signed server certificate through it. Root: the script runs
+/// in testbed::Sandbox, on its overlays over /etc and /usr.
 #[test]
 fn update_ca_certificates_regenerates_the_bundle_through_the_hook() {
     if testbed::skip_unless_root(
@@ -217,29 +217,15 @@ fn update_ca_certificates_regenerates_the_bundle_through_the_hook() {
     ) {
         return;
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("ca-e2e-")
-        .tempdir()
-        .unwrap();
-    let output = Command::new("timeout")
-        .args([
-            "300",
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-        ])
-        .arg(repo("tests/ca-update-hook.sh"))
-        .arg(env!("CARGO_BIN_EXE_pipelock-containment"))
-        .arg(repo(""))
-        .arg(scratch.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let binary = env!("CARGO_BIN_EXE_pipelock-containment");
+    let output = testbed::Sandbox::new("ca-hook", binary).output(&format!(
+        "timeout 300 sh {} {binary} {} /tmp/ca-e2e",
+        repo("tests/ca-update-hook.sh").display(),
+        repo("").display()
+    ));
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     eprintln!("{stdout}{stderr}");
-    assert!(output.status.success(), "tests/ca-update-hook.sh failed");
+    assert!(output.ok, "tests/ca-update-hook.sh failed");
     assert!(stdout.contains("ok: update-ca-certificates regenerated the bundle"));
 }
 

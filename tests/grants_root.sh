@@ -1,7 +1,8 @@
 #!/bin/bash
-# Root acceptance test for workspace grants; run by tests/grants_root.rs inside
-# `unshare --mount`: /etc is an overlay (test users and config live only there),
-# /home is a tmpfs (POSIX ACLs), records go to a temp dir. Nothing on the host changes.
+# Root acceptance test for workspace grants; run by tests/grants_root.rs in testbed::Sandbox
+# (overlays over /etc, /usr and /var, so the test users and config live only there; the
+# helper installed at /usr/bin/pipelock-containment); /home is a tmpfs here (POSIX ACLs),
+# records go to a temp dir. Nothing on the host changes.
 # Usage: grants_root.sh HELPER_BINARY SHIPPED_CONFIG RENDERED_GRANTS_SUDOERS
 set -euo pipefail
 # Never `CMD | grep -q`: with pipefail, grep exiting early makes CMD fail with SIGPIPE and
@@ -12,8 +13,6 @@ SUDOERS=$3
 T=$(mktemp -d /tmp/grants-test.XXXXXX)
 cleanup() {
     umount -l /home 2>/dev/null || true
-    umount -l /usr/bin 2>/dev/null || true
-    umount -l /etc 2>/dev/null || true
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -23,8 +22,7 @@ step() { echo "--- $*"; }
 
 # Test users, only in this mount namespace.
 AGENT=61001 ALICE=61002 BOB=61003 OPS=61010
-mkdir -p "$T/etc-upper" "$T/etc-work" "$T/state"
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/etc-upper,workdir=$T/etc-work" /etc
+mkdir -p "$T/state"
 cat >>/etc/passwd <<PW
 gr-agent:x:$AGENT:$AGENT::/nonexistent:/usr/sbin/nologin
 gr-alice:x:$ALICE:$ALICE::/home/alice:/bin/sh
@@ -183,10 +181,7 @@ must_fail "alice grants a directory inside the granted tree" sudo_alice grant $P
 
 step "through the real sudo rule"
 if command -v sudo >/dev/null; then
-    # The helper at its install path, only in this namespace.
-    mkdir -p "$T/bin-upper" "$T/bin-work"
-    cp "$BIN" "$T/bin-upper/pipelock-containment"
-    mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$T/bin-upper,workdir=$T/bin-work" /usr/bin
+    # The sandbox installed the helper at its path.
     install -m 0440 "$SUDOERS" /etc/sudoers.d/pipelock-containment-grants
     visudo -cf /etc/sudoers.d/pipelock-containment-grants >/dev/null || fail "visudo rejects the grants drop-in"
     grep -q "^$(hostname) \|[[:space:]]$(hostname)\b" /etc/hosts || echo "127.0.1.1 $(hostname)" >>/etc/hosts
