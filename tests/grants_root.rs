@@ -5,7 +5,9 @@ fn grant_revoke_expire_and_refusals_as_root() {
     if testbed::skip_unless_root(
         "grant_revoke_expire_and_refusals_as_root",
         "mount namespace, overlay /etc, tmpfs /home, setpriv, ACLs",
-        &["unshare", "setpriv", "getfacl", "setfacl", "mount", "jq", "sudo"],
+        &[
+            "unshare", "setpriv", "getfacl", "setfacl", "mount", "jq", "sudo",
+        ],
     ) {
         return;
     }
