@@ -4,7 +4,7 @@
 //! and written through `/proc/self/fd/N` of the opened file, so a symlink swapped in during a
 //! grant can never redirect an entry to another file. Symlinks inside a tree are skipped.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
@@ -308,16 +308,16 @@ fn write_acl(fd: RawFd, path: &Utf8Path, kind: AclKind, model: Option<&Acl>) -> 
     let raw = acl.into_raw();
     // The access ACL through the descriptor itself where it is not `O_PATH` (EBADF), else and
     // for the default ACL through /proc.
-    // SAFETY: `raw` is a valid acl_t from posix-acl; ownership goes back to PosixACL right after.
-    let mut ret = if kind == AclKind::Access {
-        unsafe { acl_sys::acl_set_fd(fd, raw) }
-    } else {
-        -1
+    // SAFETY (both calls): `raw` is a valid acl_t from posix-acl; ownership goes back to
+    // PosixACL right after.
+    let by_path = || unsafe { acl_sys::acl_set_file(proc.as_ptr(), kind_c, raw) };
+    let mut ret = match kind {
+        AclKind::Access => unsafe { acl_sys::acl_set_fd(fd, raw) },
+        AclKind::Default => by_path(),
     };
     let mut err = std::io::Error::last_os_error();
-    if kind == AclKind::Default || (ret != 0 && err.raw_os_error() == Some(nix::libc::EBADF)) {
-        // SAFETY: as above.
-        ret = unsafe { acl_sys::acl_set_file(proc.as_ptr(), kind_c, raw) };
+    if ret != 0 && kind == AclKind::Access && err.raw_os_error() == Some(nix::libc::EBADF) {
+        ret = by_path();
         err = std::io::Error::last_os_error();
     }
     // SAFETY: `raw` came from into_raw above and is freed exactly once, by this drop.
@@ -1167,6 +1167,8 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
     struct AtPath<'a> {
         recorded: [bool; 2],
         restore: [Option<&'a AclChange>; 2],
+        /// Restored during the sweep.
+        restored: [bool; 2],
     }
     let slot = |kind: AclKind| usize::from(kind == AclKind::Default);
     let mut at_path: HashMap<&str, AtPath<'_>> = HashMap::new();
@@ -1183,19 +1185,21 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
             }
         }
     }
-    let mut restored: HashSet<(&str, AclKind)> = HashSet::new();
     if record.path.exists() {
         let swept = walk(&record.path, "revoking", &mut |entry| {
-            let here = at_path.get(entry.path.as_str());
+            let mut here = at_path.get_mut(entry.path.as_str());
             for kind in [AclKind::Access, AclKind::Default] {
-                if let Some(change) = here.and_then(|h| h.restore[slot(kind)]) {
-                    restore_on(entry.fd, change, agent)?;
-                    restored.insert((change.path.as_str(), kind));
-                    continue;
+                if let Some(here) = here.as_deref_mut() {
+                    if let Some(change) = here.restore[slot(kind)] {
+                        restore_on(entry.fd, change, agent)?;
+                        here.restored[slot(kind)] = true;
+                        continue;
+                    }
+                    if here.recorded[slot(kind)] {
+                        continue;
+                    }
                 }
-                if here.is_some_and(|h| h.recorded[slot(kind)])
-                    || (kind == AclKind::Default && !entry.is_dir)
-                {
+                if kind == AclKind::Default && !entry.is_dir {
                     continue;
                 }
                 let Some(current) = read_kind(entry.fd, entry.path, kind)? else {
@@ -1227,7 +1231,9 @@ fn undo_changes(record: &GrantRecord, remaining: &[GrantRecord], agent: u32) -> 
     for step in &steps {
         let result = match step {
             RevokeStep::Restore(change)
-                if restored.contains(&(change.path.as_str(), change.kind)) =>
+                if at_path
+                    .get(change.path.as_str())
+                    .is_some_and(|h| h.restored[slot(change.kind)]) =>
             {
                 Ok(())
             }
