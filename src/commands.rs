@@ -256,7 +256,7 @@ fn remove_command(args: RemoveArgs, purge: bool) -> Result<i32> {
         (|| -> Result<_> {
             let removed = host::apply::remove_host(&current, &mut *logger)?;
             let purged = if purge && !removed.table_kept {
-                host::apply::purge_host(config.as_ref(), &mut *logger)?.1
+                host::apply::purge_host(config.as_ref(), &mut *logger)?
             } else {
                 Vec::new()
             };

@@ -8,7 +8,7 @@
 //! owner and mode are never loosened again. A bundle that cannot be built from its inputs only
 //! warns: the previous bundle stays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::process::Command;
@@ -408,7 +408,8 @@ pub struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(log: Log<'a>, observed: &Observed) -> Executor<'a> {
+    /// `systemd_running` and `nft_before` as observed before the plan was made.
+    pub fn new(log: Log<'a>, systemd_running: bool, nft_before: NftState) -> Executor<'a> {
         let fail_at = if cfg!(debug_assertions) {
             std::env::var(FAIL_AT_ENV).ok().filter(|s| !s.is_empty())
         } else {
@@ -418,8 +419,8 @@ impl<'a> Executor<'a> {
             log,
             undo: Vec::new(),
             fail_at,
-            systemd_running: observed.systemd_running,
-            nft_before: observed.nft.clone(),
+            systemd_running,
+            nft_before,
             best_effort: false,
             errors: Vec::new(),
             agent_survived: false,
@@ -1325,7 +1326,7 @@ pub fn apply_host(config: &Config, log: Log<'_>, manage_units: bool) -> Result<A
         .unwrap_or(0);
     let Planned { plan, observed, .. } =
         plan_for_host(config, &users_created, &groups_created, now, manage_units)?;
-    let mut executor = Executor::new(log, &observed);
+    let mut executor = Executor::new(log, observed.systemd_running, observed.nft.clone());
     executor.run_all(&plan)?;
     Ok(Applied {
         plan,
@@ -1355,7 +1356,7 @@ pub fn remove_host(config: &Config, log: Log<'_>) -> Result<Removed> {
     wanted.extend(deny_list_paths());
     let observed = observe(&wanted)?;
     let plan = plan::plan_remove(config, &observed);
-    let mut executor = Executor::new(log, &observed);
+    let mut executor = Executor::new(log, observed.systemd_running, observed.nft.clone());
     executor.best_effort = true;
     executor.run_all(&plan)?;
     let errors = std::mem::take(&mut executor.errors);
@@ -1376,30 +1377,32 @@ fn observe_purge(config: Option<&Config>) -> Result<plan::PurgeInput> {
         config: config.cloned(),
         ..Default::default()
     };
-    let named = manifest
-        .iter()
-        .map(|m| (&m.agent_user, &m.proxy_user, &m.operators_group))
-        .chain(config.map(|c| (&c.users.agent, &c.users.proxy, &c.users.operators_group)));
-    for (agent, proxy, group) in named {
-        for user in [agent, proxy] {
-            if !user.is_empty() && User::from_name(user)?.is_some() {
-                input.users_present.insert(user.clone());
+    let (mut users, mut groups, mut homes) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    for (agent, proxy, group) in input.named() {
+        for (user, is_agent) in [(agent, true), (proxy, false)] {
+            if user.is_empty() {
+                continue;
+            }
+            let Some(account) = User::from_name(user)? else {
+                continue;
+            };
+            users.insert(user.to_string());
+            // Only a real directory the agent owns counts as its home.
+            let Ok(home) = Utf8PathBuf::from_path_buf(account.dir) else {
+                continue;
+            };
+            let ours = is_agent
+                && std::fs::symlink_metadata(&home)
+                    .is_ok_and(|m| m.is_dir() && m.uid() == account.uid.as_raw());
+            if ours && !homes.contains(&home) {
+                homes.push(home);
             }
         }
         if !group.is_empty() && Group::from_name(group)?.is_some() {
-            input.groups_present.insert(group.clone());
-        }
-        // Only a real directory the agent owns counts as its home.
-        if let Some(account) = User::from_name(agent)? {
-            if let Ok(home) = Utf8PathBuf::from_path_buf(account.dir) {
-                let ours = std::fs::symlink_metadata(&home)
-                    .is_ok_and(|m| m.is_dir() && m.uid() == account.uid.as_raw());
-                if ours && !input.agent_homes.contains(&home) {
-                    input.agent_homes.push(home);
-                }
-            }
+            groups.insert(group.to_string());
         }
     }
+    (input.users_present, input.groups_present, input.agent_homes) = (users, groups, homes);
     let records = manifest
         .as_ref()
         .and_then(|m| m.grant_records.clone())
@@ -1419,18 +1422,17 @@ fn observe_purge(config: Option<&Config>) -> Result<plan::PurgeInput> {
 }
 
 /// Purge after remove: observe, plan (`plan::plan_purge`), carry out best-effort; returns the
-/// plan and the steps that failed.
-pub fn purge_host(config: Option<&Config>, log: Log<'_>) -> Result<(Plan, Vec<String>)> {
+/// steps that failed.
+pub fn purge_host(config: Option<&Config>, log: Log<'_>) -> Result<Vec<String>> {
     let plan = plan::plan_purge(&observe_purge(config)?);
     for note in &plan.notes {
         log(&format!("  {note}"));
     }
-    let observed = observe(&[])?;
-    let mut executor = Executor::new(log, &observed);
+    // Purge runs no unit and loads no table: the executor needs only the table as it is.
+    let mut executor = Executor::new(log, systemd_running(), observe_nft());
     executor.best_effort = true;
     executor.run_all(&plan)?;
-    let errors = std::mem::take(&mut executor.errors);
-    Ok((plan, errors))
+    Ok(std::mem::take(&mut executor.errors))
 }
 
 #[cfg(test)]

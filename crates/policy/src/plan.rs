@@ -1354,6 +1354,27 @@ pub struct PurgeInput {
     pub outside_records: Vec<(Utf8PathBuf, FileState)>,
 }
 
+impl PurgeInput {
+    /// The (agent, proxy, operators group) names the manifest and then the config give.
+    pub fn named(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        let manifest = self.manifest.iter().map(|m| {
+            (
+                m.agent_user.as_str(),
+                m.proxy_user.as_str(),
+                m.operators_group.as_str(),
+            )
+        });
+        let config = self.config.iter().map(|c| {
+            (
+                c.users.agent.as_str(),
+                c.users.proxy.as_str(),
+                c.users.operators_group.as_str(),
+            )
+        });
+        manifest.chain(config)
+    }
+}
+
 /// The purge plan, after remove: the accounts when the manifest or the config opted in (else
 /// only the agent's home, which apply makes again), grant records kept outside the state
 /// directory, then the state directory with the manifest and the records in it.
@@ -1366,13 +1387,9 @@ pub fn plan_purge(input: &PurgeInput) -> Plan {
     let mut agents: Vec<&str> = Vec::new();
     let mut users: Vec<&str> = Vec::new();
     let mut groups: Vec<&str> = Vec::new();
-    for (agent, proxy, group) in manifest
-        .map(|m| (&m.agent_user, &m.proxy_user, &m.operators_group))
-        .into_iter()
-        .chain(config.map(|c| (&c.users.agent, &c.users.proxy, &c.users.operators_group)))
-    {
+    for (agent, proxy, group) in input.named() {
         agents.push(agent);
-        users.extend([agent.as_str(), proxy.as_str()]);
+        users.extend([agent, proxy]);
         groups.push(group);
     }
     let mut seen = BTreeSet::new();
