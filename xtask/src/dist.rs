@@ -84,15 +84,9 @@ pub fn full_version(suffix: Option<&str>) -> Result<String> {
     Ok(format!("{base}{suffix}"))
 }
 
-/// The binaries on the session path: sudo runs them on every launch, and session-init runs as
-/// the agent. They must not link the template engine, the X.509 parser, the TOML editor or the
-/// CLI parser (ARCHITECTURE.md, "The session binaries are lean").
-const LEAN_BINARIES: [&str; 4] = [
-    "cc-launch",
-    "launch-session",
-    "session-init",
-    "pipelock-bridge",
-];
+/// Every shipped binary but the helper itself is on the session path: sudo runs them on every
+/// launch, and session-init runs as the agent. They must not link the template engine, the X.509
+/// parser, the TOML editor or the CLI parser (ARCHITECTURE.md, "The session binaries are lean").
 const NOT_IN_LEAN_BINARIES: [&str; 4] = [
     "handlebars::",
     "x509_parser::",
@@ -101,7 +95,7 @@ const NOT_IN_LEAN_BINARIES: [&str; 4] = [
 ];
 
 fn check_lean_binaries(release_dir: &Utf8Path) -> Result<()> {
-    for name in LEAN_BINARIES {
+    for name in generate::BINARIES.iter().filter(|b| **b != generate::BIN) {
         let path = release_dir.join(name);
         let symbols = cmd::output(std::process::Command::new("nm").args(["-C", path.as_str()]))?;
         for library in NOT_IN_LEAN_BINARIES {
