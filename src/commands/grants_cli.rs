@@ -150,7 +150,8 @@ fn print_planned(record: &GrantRecord, json: bool) -> Result<()> {
         return Ok(());
     }
     let count = |role: Role| record.entries.iter().filter(|c| c.role == role).count();
-    let parents = Summary::of(record).parents_traversal;
+    let summary = Summary::of(record);
+    let parents = &summary.parents_traversal;
     outln!(
         "would grant {} to {} ({}); nothing was changed",
         record.path,
@@ -165,10 +166,10 @@ fn print_planned(record: &GrantRecord, json: bool) -> Result<()> {
         count(Role::Tree),
         count(Role::Sibling),
         count(Role::Credential),
-        if record.skipped_credentials.is_empty() {
+        if summary.skipped_credentials.is_empty() {
             String::new()
         } else {
-            format!(": {}", record.skipped_credentials.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))
+            format!(": {}", summary.skipped_credentials.join(", "))
         }
     );
     outln!("  every entry, as the grant would record it: add --json");
