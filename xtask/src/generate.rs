@@ -22,7 +22,7 @@ pub const BINARIES: [&str; 5] = [
 ];
 
 /// Below the workspace root: where the package metadata in Cargo.toml expects the generated files.
-pub const GENERATED_DIR: &str = "target/dist/generated";
+pub use pipelock_contents::GENERATED_DIR;
 
 /// The clap command with every subcommand named as its man page calls it.
 fn built_command() -> clap::Command {

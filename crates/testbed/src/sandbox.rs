@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize;
-
 /// Shell text that defines `test_internet LOCAL [REMOTE]`: a veth pair in the sandbox's own
 /// network namespace, `verify0` with the address LOCAL and `verify1` with REMOTE (both
 /// optional, documentation addresses such as 192.0.2.10/24), both up. It gives the probes a
@@ -20,28 +18,6 @@ test_internet() {
 }
 "#;
 
-/// The package contents table, as far as the sandbox installs from it.
-#[derive(Deserialize)]
-struct Contents {
-    #[serde(default)]
-    file: Vec<ContentsFile>,
-    #[serde(default)]
-    unit: Vec<ContentsUnit>,
-}
-
-#[derive(Deserialize)]
-struct ContentsFile {
-    source: String,
-    dest: String,
-    mode: String,
-    packager: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ContentsUnit {
-    name: String,
-}
-
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -51,28 +27,18 @@ fn repository() -> PathBuf {
 /// `cargo xtask dist` generates are not there yet; the packaged config is the repository's
 /// `pkg/containment.toml`, and the binary is the one under test.
 pub fn package_installs() -> String {
-    let path = repository().join("pkg/contents.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-    let contents: Contents =
-        toml::from_str(&text).unwrap_or_else(|err| panic!("parsing {}: {err}", path.display()));
+    let root = repository();
+    let root = camino::Utf8Path::from_path(&root).expect("a UTF-8 checkout path");
+    let contents = pipelock_contents::load(root).unwrap_or_else(|err| panic!("{err:#}"));
     let mut lines = String::new();
-    let units = std::fs::read_dir(repository().join("systemd")).expect("the systemd directory");
-    let mut unit_files: Vec<String> = units
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|file| {
-            contents.unit.iter().any(|unit| {
-                file.rsplit_once('.')
-                    .is_some_and(|(stem, _)| stem == unit.name)
-            })
-        })
-        .collect();
-    unit_files.sort();
-    for file in unit_files {
-        lines.push_str(&format!(
-            "644 systemd/{file} /usr/lib/systemd/system/{file}\n"
-        ));
+    for unit in &contents.unit {
+        for file in unit.files(root).unwrap_or_else(|err| panic!("{err:#}")) {
+            lines.push_str(&format!(
+                "644 {}/{file} {}/{file}\n",
+                pipelock_contents::UNIT_SOURCE_DIR,
+                pipelock_contents::UNIT_DIR
+            ));
+        }
     }
     for file in &contents.file {
         let source = if file.dest == "/etc/pipelock-containment/containment.toml" {
@@ -81,7 +47,7 @@ pub fn package_installs() -> String {
             file.source.as_str()
         };
         let generated = source.starts_with("target/");
-        if generated || file.packager.as_deref() == Some("rpm") {
+        if generated || file.packager == Some(pipelock_contents::Packager::Rpm) {
             continue;
         }
         lines.push_str(&format!("{} {source} {}\n", file.mode, file.dest));
