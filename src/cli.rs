@@ -43,7 +43,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// One screen: roles and UIDs, the table and its counters, units, last apply, drift, tools.
     Status(StatusArgs),
-    /// Blocked attempts by the agent, from the kernel log (the rule's log prefix).
+    /// Blocked attempts by the agent, per session: the audit listener's records in the journal.
     Blocked(BlockedArgs),
     /// Write Prometheus metrics (for node_exporter's textfile collector).
     Metrics(MetricsArgs),
@@ -357,19 +357,37 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Log lines are rate-limited (network.log_rate_per_minute); \
-    `status` shows the counters, which count every blocked packet. In a container the kernel \
-    writes netfilter log lines to the host's kernel log, not the container's journal: read them \
-    there (`dmesg | pipelock-containment blocked --from -`)."
+    after_help = "pipelock-containment-audit.service records every attempt the host table or a \
+    session's own table refuses: the session, its operator, tool and directory, the destination, \
+    and for DNS the queried name. Repeated attempts at one destination are folded into one record \
+    a second, which says how many it stands for. The records are in the system journal \
+    (SYSLOG_IDENTIFIER=pipelock-containment-audit): reading them needs root or the \
+    systemd-journal group. `sessions` lists the session units these records name.\n\n\
+    Exit codes: 0, records listed (or none); 1, no record has the id given to --explain."
 )]
 pub struct BlockedArgs {
-    /// Only attempts since TIME (any journalctl --since value: "1 hour ago", "today", "2026-11-30 08:00").
-    #[arg(long, value_name = "TIME", conflicts_with = "from")]
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only records since TIME (any journalctl --since value: "1 hour ago", "today", "2026-11-30 08:00").
+    #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// Read kernel log text (dmesg output) or journal JSON from FILE instead of the journal; `-` is stdin.
+    /// Only this session's records: its unit name or the id in it, as `sessions` lists it.
+    #[arg(long, value_name = "SESSION")]
+    pub session: Option<String>,
+    /// Only the records of sessions this operator started.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Keep printing new records as they come (Ctrl-C ends).
+    #[arg(long, conflicts_with_all = ["explain", "from"])]
+    pub follow: bool,
+    /// Say what the record ID was, why it was blocked and what to change.
+    #[arg(long, value_name = "ID")]
+    pub explain: Option<String>,
+    /// Read `journalctl -o json` output from FILE instead of the journal (a journal copied from
+    /// another machine); `-` is stdin.
     #[arg(long, value_name = "FILE")]
     pub from: Option<std::path::PathBuf>,
-    /// Print the attempts as JSON.
+    /// Print the records as JSON (with --follow, one object per line).
     #[arg(long)]
     pub json: bool,
 }

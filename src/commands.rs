@@ -384,20 +384,60 @@ fn status_command(args: StatusArgs) -> Result<i32> {
 }
 
 fn blocked_command(args: BlockedArgs) -> Result<i32> {
-    let source = match args.from {
-        Some(path) => host::verify::LogSource::File(path),
-        None => host::verify::LogSource::Journal { since: args.since },
+    use crate::audit;
+    let query = host::audit::Query {
+        since: args.since,
+        session: args.session.as_deref().map(audit::session_unit),
+        operator: args.operator,
+        event: args.explain.clone(),
+        from: args.from,
     };
-    let entries = host::verify::read_blocked(&source)?;
+    if let Some(id) = &args.explain {
+        let config = host::fs::read_config(&args.config.config)?;
+        let Some(record) = host::audit::read_records(&query)?.pop() else {
+            anyhow::bail!(
+                "no record has the id {id}: `pipelock-containment blocked` lists them (EVENT)"
+            );
+        };
+        let explanation = audit::explain(&record, &config);
+        if args.json {
+            let value = serde_json::json!({ "record": record, "explanation": explanation });
+            outln!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            outln!("what: {}", explanation.what);
+            outln!("why:  {}", explanation.why);
+            outln!("fix:  {}", explanation.fix);
+        }
+        return Ok(exit::OK);
+    }
+    if args.follow {
+        if !args.json {
+            out!("{}", audit::to_text(&[]));
+        }
+        host::audit::follow_records(&query, |record| {
+            if args.json {
+                outln!("{}", serde_json::to_string(record).unwrap_or_default());
+            } else {
+                out!(
+                    "{}",
+                    audit::to_text(std::slice::from_ref(record))
+                        .lines()
+                        .skip(1)
+                        .map(|l| format!("{l}\n"))
+                        .collect::<String>()
+                );
+            }
+        })?;
+        return Ok(exit::OK);
+    }
+    let records = host::audit::read_records(&query)?;
     if args.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "entries": entries }))?
-        );
-    } else if entries.is_empty() {
-        outln!("no blocked attempts in the kernel log");
+        let value = serde_json::json!({ "records": records });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+    } else if records.is_empty() {
+        outln!("no blocked attempts recorded");
     } else {
-        out!("{}", crate::blocked::to_text(&entries));
+        out!("{}", audit::to_text(&records));
     }
     Ok(exit::OK)
 }

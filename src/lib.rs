@@ -2,7 +2,7 @@
 
 pub use pipelock_host as host;
 pub use pipelock_policy::{
-    account, blocked, ca, config, exit, facts, grants, launch, metrics, paths, plan, render,
+    account, audit, ca, config, exit, facts, grants, launch, metrics, nflog, paths, plan, render,
     session, status, sysusers, timefmt, tools, verify, watch,
 };
 

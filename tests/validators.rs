@@ -75,7 +75,13 @@ fn rule_files_pass_nft_check() {
     // A private network namespace (a user namespace too when not root): nft -c needs
     // CAP_NET_ADMIN, and the host's ruleset is never touched.
     let as_root = nix::unistd::geteuid().is_root();
-    for (index, file) in files_of(FileKind::NftRules).iter().enumerate() {
+    let mut files = files_of(FileKind::NftRules);
+    // The table each session loads in its own network namespace.
+    let mut session = files[0].clone();
+    session.path = "(session table)".into();
+    session.contents = pipelock_containment::session::session_ruleset(998);
+    files.push(session);
+    for (index, file) in files.iter().enumerate() {
         let path = write_temp(dir.path(), index, file);
         let mut command = Command::new("unshare");
         if !as_root {

@@ -13,12 +13,13 @@ use pipelock_containment::{cli, config::Config, render, sysusers};
 pub const BIN: &str = "pipelock-containment";
 
 /// The binaries the packages ship, as cargo builds them into target/release.
-pub const BINARIES: [&str; 5] = [
+pub const BINARIES: [&str; 6] = [
     BIN,
     "cc-launch",
     "launch-session",
     "session-init",
     "pipelock-bridge",
+    "pipelock-audit",
 ];
 
 /// Below the workspace root: where the package metadata in Cargo.toml expects the generated files.

@@ -180,15 +180,8 @@ pub fn publish_from_session(port: u16) -> Result<(), String> {
 
 /// The host half: the socket systemd passes (fd 3); each connection's header says what it wants.
 pub fn serve_host(config: Config) -> io::Result<()> {
-    let fds: usize = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id());
-    if fds != 1 || !pid_matches {
+    let mut passed = crate::sd::passed_fds();
+    if passed.len() != 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -197,8 +190,7 @@ pub fn serve_host(config: Config) -> io::Result<()> {
             ),
         ));
     }
-    // SAFETY: systemd passed fd 3 as the listening socket (checked above) and nothing else owns it.
-    let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(3) });
+    let listener = UnixListener::from(passed.remove(0).1);
     let mut current = CurrentConfig::new(config);
     for stream in listener.incoming() {
         let Ok(unix) = stream else { continue };

@@ -1,6 +1,7 @@
 //! pipelock-host: the one layer that touches the host: user database, files, subprocesses. Everything else is pure.
 
 pub mod apply;
+pub mod audit;
 pub mod bridge;
 pub mod ca;
 pub mod facts;
@@ -8,6 +9,7 @@ pub mod fs;
 pub mod grants;
 pub mod launch;
 pub mod process;
+pub mod sd;
 pub mod session;
 pub mod tools;
 pub mod verify;

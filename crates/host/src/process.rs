@@ -31,6 +31,33 @@ pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
     Ok(output)
 }
 
+/// Run with `input` on standard input and require success, like `run_ok`.
+pub fn run_ok_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| anyhow!("cannot run `{program}`: {err}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input)?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "`{} {}` failed ({}): {}",
+            program,
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output)
+}
+
 /// Send `lines` to the journal as `identifier` (systemd-cat); nothing when journald does not
 /// run (a chroot, an image build).
 pub fn to_journal(identifier: &str, lines: &[String]) {

@@ -207,7 +207,7 @@ fn is_tty_or_socket(fd: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn random_id() -> u64 {
+pub(crate) fn random_id() -> u64 {
     let mut bytes = [0u8; 8];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

@@ -752,7 +752,7 @@ pub fn status_view(config: &Config) -> pipelock_policy::status::StatusView {
                 .map(|d| {
                     format!(
                         "{} (manifest modified)",
-                        pipelock_policy::blocked::rfc3339_from_micros(d.as_micros() as u64)
+                        pipelock_policy::timefmt::rfc3339(d.as_secs() as i64)
                     )
                 })
                 .unwrap_or_else(|| "recorded, time unknown".into())
@@ -818,54 +818,6 @@ pub fn status_view(config: &Config) -> pipelock_policy::status::StatusView {
             })
             .collect(),
     }
-}
-
-/// Where blocked attempts are read from.
-#[derive(Debug, Clone)]
-pub enum LogSource {
-    /// The kernel messages in the journal (`journalctl -k -o json`), optionally `--since`.
-    Journal { since: Option<String> },
-    /// A file of journal JSON or kernel log text (dmesg); `-` is stdin.
-    File(std::path::PathBuf),
-}
-
-/// Read blocked attempts.
-pub fn read_blocked(source: &LogSource) -> Result<Vec<pipelock_policy::blocked::Entry>> {
-    use pipelock_policy::blocked::{parse_journal_json, parse_text};
-    let text = match source {
-        LogSource::File(path) if path.as_os_str() == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading the kernel log from stdin")?;
-            text
-        }
-        LogSource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the kernel log from {}", path.display()))?,
-        LogSource::Journal { since } => {
-            let mut args = vec!["-k", "-o", "json", "--no-pager", "-q"];
-            if let Some(since) = since {
-                args.push("--since");
-                args.push(since);
-            }
-            let out = run("journalctl", &args).context(
-                "running journalctl (no journal? read a saved log with --from FILE, e.g. dmesg output)",
-            )?;
-            if !out.status.success() {
-                anyhow::bail!(
-                    "journalctl {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            return Ok(parse_journal_json(&String::from_utf8_lossy(&out.stdout)));
-        }
-    };
-    Ok(if text.trim_start().starts_with('{') {
-        parse_journal_json(&text)
-    } else {
-        parse_text(&text)
-    })
 }
 
 /// Gather the metrics: the verify probes (as the agent, without URL) and the counters.

@@ -68,7 +68,10 @@ pub struct Network {
     pub dns: DnsPolicy,
     pub allowed_loopback_ports: Vec<u16>,
     pub blocked_response: BlockedResponse,
-    pub log_rate_per_minute: u32,
+    /// Obsolete: blocked attempts go to the audit listener, not the kernel log; accepted so
+    /// an older config still loads, and `apply` says it has no effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rate_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +182,20 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// What the config sets that no longer has an effect, as warnings.
+    pub fn obsolete_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.network.log_rate_per_minute.is_some() {
+            out.push(
+                "network.log_rate_per_minute has no effect: blocked attempts are recorded by \
+                 pipelock-containment-audit.service (see `pipelock-containment blocked`); \
+                 remove the line"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// The built-in defaults: the shipped config file.
     pub fn defaults() -> Config {
         Config::parse(DEFAULT_CONFIG_TOML, "built-in defaults").expect("shipped config is valid")
@@ -297,14 +314,6 @@ impl Config {
                 );
             }
         }
-        if self.network.log_rate_per_minute == 0 {
-            return fail(
-                "network.log_rate_per_minute",
-                "must be at least 1 (blocked attempts are always counted; this limits the log)"
-                    .into(),
-            );
-        }
-
         let mut seen = std::collections::BTreeSet::new();
         for tool in &self.tools.wrap {
             if !is_valid_tool(tool) {

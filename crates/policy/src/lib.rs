@@ -1,7 +1,7 @@
 //! The pure core of pipelock-containment: config, facts, rendering, plans and verdicts. No I/O.
 
 pub mod account;
-pub mod blocked;
+pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod exit;
@@ -9,6 +9,7 @@ pub mod facts;
 pub mod grants;
 pub mod launch;
 pub mod metrics;
+pub mod nflog;
 pub mod paths;
 pub mod plan;
 pub mod render;

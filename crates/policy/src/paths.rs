@@ -19,8 +19,6 @@ pub const STATE_DIR: &str = "/var/lib/pipelock-containment";
 pub const NFT_TABLE_FAMILY: &str = "inet";
 pub const NFT_TABLE: &str = "pipelock_containment";
 pub const NFT_CHAIN: &str = "output_filter";
-/// Prefix of the kernel log lines for blocked attempts.
-pub const LOG_PREFIX: &str = "pipelock-containment blocked: ";
 /// The helper itself, as the sudoers rule for grants names it.
 pub const HELPER: &str = "/usr/bin/pipelock-containment";
 /// Default records of active workspace grants (config `grants.records`).

@@ -32,6 +32,7 @@ pub const UNITS: &[&str] = &[
     GRANTS_TIMER,
     crate::session::BRIDGE_SOCKET_UNIT,
     crate::watch::UNIT,
+    crate::audit::UNIT,
 ];
 /// Helper units: started when not running, never required (a failure only warns).
 const HELPER_UNITS: &[&str] = &[
@@ -39,6 +40,7 @@ const HELPER_UNITS: &[&str] = &[
     GRANTS_TIMER,
     crate::session::BRIDGE_SOCKET_UNIT,
     crate::watch::UNIT,
+    crate::audit::UNIT,
 ];
 /// The operator's own pipelock user unit that install migrates away from.
 pub const USER_PIPELOCK_UNIT: &str = "pipelock.service";
@@ -893,6 +895,7 @@ pub fn plan_apply(input: &ApplyInput<'_>) -> Plan {
         }
     }
 
+    plan.warnings.extend(input.config.obsolete_keys());
     // The agent account's own steps come first, like the accounts: they are never undone.
     let agent_steps =
         plan_agent_account(input.config, observed, &plan.accounts, &mut plan.warnings);

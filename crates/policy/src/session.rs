@@ -28,6 +28,14 @@ pub const SESSION_INIT: &str = "/usr/libexec/pipelock-containment/session-init";
 pub const LAUNCH_SESSION: &str = "/usr/libexec/pipelock-containment/launch-session";
 /// launch-session's mode for the session's stop (root, from systemd): remove the placeholders.
 pub const REMOVE_PLACEHOLDERS: &str = "--remove-placeholders";
+/// The audit program: the listener, and the session's network setup and stop (root, from systemd).
+pub const AUDIT_PROGRAM: &str = "/usr/libexec/pipelock-containment/pipelock-audit";
+/// Its mode before the session starts, inside the session's network namespace: the session's
+/// table and routes, then the NFLOG socket to the listener. Its argument is the hex of the
+/// identity's JSON (no systemd quoting, `$` or `%` to escape).
+pub const AUDIT_ATTACH: &str = "--attach";
+/// Its mode after the session ends: the listener records what is folded and closes the socket.
+pub const AUDIT_DETACH: &str = "--detach";
 /// The journal fields every session unit carries; `sessions` and `revoke` read them back.
 pub const FIELD_OPERATOR: &str = "PIPELOCK_OPERATOR";
 pub const FIELD_TOOL: &str = "PIPELOCK_TOOL";
@@ -63,7 +71,12 @@ pub struct SessionSpec<'a> {
 
 /// A session unit name for a random id: `pipelock-agent-<16 hex>.service`.
 pub fn unit_name(id: u64) -> String {
-    format!("{UNIT_PREFIX}{id:016x}.service")
+    unit_name_for(&format!("{id:016x}"))
+}
+
+/// The session unit name for the id part of it (`sessions` and `blocked` print the id).
+pub fn unit_name_for(id: &str) -> String {
+    format!("{UNIT_PREFIX}{id}.service")
 }
 
 /// True for names `unit_name` makes (the only units `sessions stop` touches).
@@ -78,6 +91,53 @@ fn quoted(path: &Utf8Path) -> String {
     format!(
         "\"{}\"",
         path.as_str().replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lower- or upper-case hex text; None when it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The session's own table, loaded inside its network namespace before the tool starts. Only
+/// the agent's sockets are judged: loopback is the session's own (the bridge, its servers); DNS
+/// and every other destination (routed to loopback for this) are logged to the listener and
+/// refused at once: TCP with a reset, the rest dropped, which fails the send with EPERM.
+pub fn session_ruleset(agent_uid: u32) -> String {
+    let group = crate::audit::NFLOG_GROUP;
+    format!(
+        "table inet pipelock_session\n\
+         delete table inet pipelock_session\n\
+         table inet pipelock_session {{\n\
+         \tcounter refused {{\n\t}}\n\
+         \tchain output {{\n\
+         \t\ttype filter hook output priority filter; policy accept;\n\
+         \t\tmeta skuid {agent_uid} jump agent\n\
+         \t}}\n\
+         \tchain agent {{\n\
+         \t\tmeta l4proto {{ tcp, udp }} th dport 53 jump refuse\n\
+         \t\toif \"lo\" ip daddr 127.0.0.0/8 accept\n\
+         \t\toif \"lo\" ip6 daddr ::1 accept\n\
+         \t\tjump refuse\n\
+         \t}}\n\
+         \tchain refuse {{\n\
+         \t\tcounter name \"refused\"\n\
+         \t\tlog group {group}\n\
+         \t\tmeta l4proto tcp reject with tcp reset\n\
+         \t\tdrop\n\
+         \t}}\n\
+         }}\n"
     )
 }
 
@@ -196,8 +256,25 @@ pub fn systemd_run_args(spec: &SessionSpec) -> Vec<String> {
     ] {
         property(format!("LogExtraFields={field}={value}"));
     }
-    // Network: a namespace of its own with only loopback; the bridge is the way out.
+    // Network: a namespace of its own with only loopback; the bridge is the way out. Before the
+    // tool starts, the session's own table refuses everything else at once and records it.
     property("PrivateNetwork=yes".into());
+    let identity = crate::audit::Identity {
+        unit: spec.unit.to_string(),
+        operator: spec.operator.to_string(),
+        tool: spec.tool.to_string(),
+        cwd: spec.cwd.to_string(),
+    };
+    property(format!(
+        "ExecStartPre=+{AUDIT_PROGRAM} {AUDIT_ATTACH} {}",
+        hex(serde_json::to_string(&identity)
+            .unwrap_or_default()
+            .as_bytes())
+    ));
+    property(format!(
+        "ExecStopPost=+{AUDIT_PROGRAM} {AUDIT_DETACH} {}",
+        spec.unit
+    ));
     property("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6".into());
     // File system view.
     property("PrivateTmp=yes".into());
@@ -505,6 +582,47 @@ mod tests {
     }
 
     #[test]
+    fn the_session_s_network_is_set_up_before_and_detached_after_with_its_identity() {
+        let args = args_for(&[grant("/home/alice/proj", Mode::Rw)], Stdio::Pipe, &[]);
+        let start = args
+            .iter()
+            .find_map(|a| a.strip_prefix(&format!("ExecStartPre=+{AUDIT_PROGRAM} {AUDIT_ATTACH} ")))
+            .expect("the session's network setup");
+        assert!(start.chars().all(|c| c.is_ascii_hexdigit()), "{start}");
+        let identity: crate::audit::Identity =
+            serde_json::from_slice(&unhex(start).unwrap()).unwrap();
+        assert_eq!(identity.unit, "pipelock-agent-00000000000000ab.service");
+        assert_eq!(
+            (
+                identity.operator.as_str(),
+                identity.tool.as_str(),
+                identity.cwd.as_str()
+            ),
+            ("alice", "claude", "/home/alice/proj")
+        );
+        assert!(has(
+            &args,
+            &format!(
+                "ExecStopPost=+{AUDIT_PROGRAM} {AUDIT_DETACH} {}",
+                identity.unit
+            )
+        ));
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&hex(b"\x00\xff$%")).unwrap(), b"\x00\xff$%");
+    }
+
+    #[test]
+    fn the_session_table_judges_only_the_agent_and_logs_to_the_listener() {
+        let rules = session_ruleset(998);
+        assert!(rules.contains("meta skuid 998 jump agent"), "{rules}");
+        assert!(rules.contains(&format!("log group {}", crate::audit::NFLOG_GROUP)));
+        // DNS is refused before loopback is let through: a name is a channel out.
+        let dns = rules.find("th dport 53 jump refuse").unwrap();
+        assert!(dns < rules.find("ip daddr 127.0.0.0/8 accept").unwrap());
+        assert!(rules.starts_with("table inet pipelock_session\ndelete table"));
+    }
+
+    #[test]
     fn the_unit_has_its_own_network_and_file_system_view() {
         let args = args_for(&[grant("/home/alice/proj", Mode::Rw)], Stdio::Pty, &[]);
         for want in [
@@ -549,7 +667,7 @@ mod tests {
         // Missing ones get placeholders, removed when the session stops; existing ones do not.
         let stop = args
             .iter()
-            .find(|a| a.starts_with("ExecStopPost=+"))
+            .find(|a| a.starts_with("ExecStopPost=+") && a.contains(REMOVE_PLACEHOLDERS))
             .unwrap();
         assert!(stop.contains("\"/home/alice/proj/.git/config\""), "{stop}");
         assert!(stop.contains("\"/home/alice/proj/.vscode\""), "{stop}");

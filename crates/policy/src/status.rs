@@ -42,9 +42,7 @@ pub fn parse_counters_json(text: &str) -> Result<Vec<Counter>, String> {
 pub fn last_apply_from_manifest(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let time = match &value["applied_at"] {
-        serde_json::Value::Number(n) => {
-            crate::blocked::rfc3339_from_micros(n.as_u64()?.saturating_mul(1_000_000))
-        }
+        serde_json::Value::Number(n) => crate::timefmt::rfc3339(n.as_u64()? as i64),
         serde_json::Value::String(s) => s.clone(),
         _ => return None,
     };
