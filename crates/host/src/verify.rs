@@ -855,6 +855,10 @@ pub fn metrics_input(config: &Config) -> pipelock_policy::metrics::MetricsInput 
             .as_ref()
             .map_or(0, |s| s.restores),
         probes,
+        audit: std::fs::read(pipelock_policy::audit::COUNTERS_FILE)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+        sessions: crate::session::list_sessions().map_or(0, |s| s.len() as u64),
         timestamp: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

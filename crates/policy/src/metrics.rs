@@ -20,6 +20,10 @@ pub struct MetricsInput {
     /// Times the watcher loaded the table again after someone else removed it (since boot).
     pub table_restores: u64,
     pub probes: Vec<Probe>,
+    /// The audit listener's counters; None when it has written none (not running).
+    pub audit: Option<crate::audit::Counters>,
+    /// Running session units.
+    pub sessions: u64,
     /// Seconds since the epoch when the metrics were gathered.
     pub timestamp: u64,
 }
@@ -30,6 +34,14 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     for (labels, value) in samples {
         let _ = writeln!(out, "{name}{labels} {value}");
     }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The metrics in Prometheus text exposition format.
@@ -119,6 +131,51 @@ pub fn render(input: &MetricsInput) -> String {
     );
     metric(
         &mut out,
+        "pipelock_containment_sessions",
+        "gauge",
+        "Contained agent sessions running (units in pipelock-agents.slice).",
+        &one(input.sessions),
+    );
+    metric(
+        &mut out,
+        "pipelock_containment_audit_up",
+        "gauge",
+        "1 when pipelock-containment-audit.service has written its counters (it records blocked attempts), else 0.",
+        &one(u64::from(input.audit.is_some())),
+    );
+    if let Some(audit) = &input.audit {
+        metric(
+            &mut out,
+            "pipelock_containment_audit_sessions",
+            "gauge",
+            "Sessions whose blocked attempts the audit listener records; fewer than pipelock_containment_sessions means some are not recorded.",
+            &one(audit.sessions_attached),
+        );
+        let samples: Vec<(String, u64)> = audit
+            .blocked
+            .iter()
+            .map(|(l, n)| {
+                (
+                    format!(
+                        "{{operator=\"{}\",tool=\"{}\",proto=\"{}\"}}",
+                        label(&l.operator),
+                        label(&l.tool),
+                        label(&l.proto)
+                    ),
+                    *n,
+                )
+            })
+            .collect();
+        metric(
+            &mut out,
+            "pipelock_containment_blocked_total",
+            "counter",
+            "Blocked attempts the audit listener recorded since it started, by the session's operator and tool (\"none\" outside sessions; \"other\" past 64 label sets) and proto (tcp, udp, icmp, icmpv6, dns, other).",
+            &samples,
+        );
+    }
+    metric(
+        &mut out,
         "pipelock_containment_last_run_timestamp_seconds",
         "gauge",
         "When these metrics were gathered, in seconds since the epoch.",
@@ -148,6 +205,18 @@ mod tests {
                 remediation: String::new(),
                 diff: None,
             }],
+            audit: Some(crate::audit::Counters {
+                blocked: vec![(
+                    crate::audit::Labels {
+                        operator: "alice".into(),
+                        tool: "claude".into(),
+                        proto: "dns".into(),
+                    },
+                    7,
+                )],
+                sessions_attached: 1,
+            }),
+            sessions: 1,
             timestamp: 1_764_488_000,
         }
     }
@@ -173,6 +242,22 @@ mod tests {
         assert!(
             text.contains("pipelock_containment_probe{probe=\"nft-table\",status=\"pass\"} 1\n")
         );
+        assert!(text.contains(
+            "pipelock_containment_blocked_total{operator=\"alice\",tool=\"claude\",proto=\"dns\"} 7\n"
+        ));
+        assert!(text.contains("\npipelock_containment_sessions 1\n"));
+        assert!(text.contains("\npipelock_containment_audit_up 1\n"));
+    }
+
+    #[test]
+    fn without_the_listener_the_metrics_say_so() {
+        let text = render(&MetricsInput {
+            audit: None,
+            ..input()
+        });
+        assert!(text.contains("\npipelock_containment_audit_up 0\n"));
+        assert!(!text.contains("pipelock_containment_blocked_total"));
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]
