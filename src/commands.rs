@@ -393,12 +393,12 @@ fn blocked_command(args: BlockedArgs) -> Result<i32> {
         from: args.from,
     };
     if let Some(id) = &args.explain {
-        let config = host::fs::read_config(&args.config.config)?;
         let Some(record) = host::audit::read_records(&query)?.pop() else {
             anyhow::bail!(
                 "no record has the id {id}: `pipelock-containment blocked` lists them (EVENT)"
             );
         };
+        let config = host::fs::read_config(&args.config.config)?;
         let explanation = audit::explain(&record, &config);
         if args.json {
             let value = serde_json::json!({ "record": record, "explanation": explanation });
