@@ -125,7 +125,7 @@ for i in range({FLOOD}):
         pass
     slow = max(slow, time.time() - t)
 print("flooded", round(slow, 4), flush=True)
-for port in (4241, 4242):
+for port in (4241, 4242, 4243):
     sys.stdin.readline()
     s = socket.socket()
     try:
@@ -168,6 +168,10 @@ session.stdin.write("go\n")
 session.stdin.flush()
 result["marker2_line"] = session.stdout.readline().strip()
 pump(2)
+# The last attempt right before the session's stop: the kernel may still batch it.
+session.stdin.write("go\n")
+session.stdin.flush()
+result["marker3_line"] = session.stdout.readline().strip()
 subprocess.run([AUDIT, "--detach", UNIT], check=True)
 pump(1)
 result["stored_after_detach"] = sorted(store)

@@ -117,8 +117,9 @@ python3 {root}/tests/audit_root.py {installed} cc-agent {UNIT} {hex}
         "a listener without the store recorded the session: the link must come from the store"
     );
     assert_eq!(result["control_exit"], 0);
-    // After the restart: the attempt made while no listener held the socket, and the one after.
-    for port in ["4241", "4242"] {
+    // After the restart: the attempt made while no listener held the socket, the one after, and
+    // one made just before the session's stop.
+    for port in ["4241", "4242", "4243"] {
         assert!(
             session
                 .iter()

@@ -40,12 +40,21 @@ const COPY_RANGE: u32 = 512;
 const QUEUE_THRESHOLD: u32 = 64;
 const QUEUE_TIMEOUT: u32 = 2;
 const BATCH_BYTES: u32 = 128 * 1024;
+/// After a session's end, what the kernel still batches arrives within the queue timeout.
+const END_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// The socket's receive buffer: room for a burst while the listener restarts.
 const RECEIVE_BUFFER: libc::c_int = 16 * 1024 * 1024;
 
 /// `pipelock-audit`: the listener, or with `--attach HEX` / `--detach UNIT` the session's side.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|a| a == session::AUDIT_ATTACH || a == session::AUDIT_DETACH)
+    {
+        // Run from the session unit, with the agent's environment: root's own PATH for nft and ip.
+        std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    }
     let result = match args.first().map(String::as_str) {
         Some(session::AUDIT_ATTACH) => attach(args.get(1).map(String::as_str).unwrap_or("")),
         Some(session::AUDIT_DETACH) => detach(args.get(1).map(String::as_str).unwrap_or("")),
@@ -196,12 +205,6 @@ fn attach(hex: &str) -> Result<()> {
 
 /// `--detach UNIT`, after the session ended (root).
 fn detach(unit: &str) -> Result<()> {
-    if !session::is_session_unit(unit) {
-        bail!(
-            "{} takes a session unit name, not {unit:?}",
-            session::AUDIT_DETACH
-        );
-    }
     if !crate::is_root() || std::env::var_os("SUDO_UID").is_some() {
         bail!(
             "{} is for the session unit's stop only",
@@ -316,6 +319,14 @@ struct Source {
     /// The identity as systemd stores it beside the socket.
     stored_identity: Option<OwnedFd>,
     folder: Folder,
+    /// The session ended: close after this, once the kernel sent what it still batches.
+    ending: Option<std::time::Instant>,
+}
+
+impl Source {
+    fn unit(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.unit.as_str())
+    }
 }
 
 struct Listener {
@@ -364,10 +375,12 @@ fn listen_forever(options: Options) -> Result<()> {
                 socket,
                 stored_identity: None,
                 folder: Folder::default(),
+                ending: None,
             },
         );
     }
     drop_capabilities()?;
+    let options_counters = options.counters.clone();
     let mut listener = Listener {
         id_prefix: (crate::session::random_id() >> 32) as u32,
         next_id: 0,
@@ -376,7 +389,11 @@ fn listen_forever(options: Options) -> Result<()> {
         signals,
         sources,
         journal: UnixDatagram::unbound()?,
-        counters: Counters::default(),
+        // Counted since boot: a restart goes on from what the last one wrote.
+        counters: std::fs::read(&options_counters)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default(),
         counters_changed: true,
         journal_failures: 0,
     };
@@ -438,6 +455,7 @@ fn restore_sessions(passed: Vec<(String, OwnedFd)>) -> Vec<Source> {
                 socket,
                 stored_identity: stored,
                 folder: Folder::default(),
+                ending: None,
             }
         })
         .collect()
@@ -523,9 +541,14 @@ impl Listener {
                         revents: 0,
                     })
                     .collect();
+            let timeout = if self.sources.iter().any(|s| s.ending.is_some()) {
+                20
+            } else {
+                250
+            };
             // SAFETY: polled is a valid array of pollfd for its length.
             let ready =
-                unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 250) };
+                unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
             if ready < 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() != io::ErrorKind::Interrupted {
@@ -546,6 +569,15 @@ impl Listener {
             }
             if polled[0].revents != 0 {
                 self.accept_handover();
+            }
+            let ended: Vec<String> = self
+                .sources
+                .iter()
+                .filter(|s| s.ending.is_some_and(|at| at <= std::time::Instant::now()))
+                .filter_map(|s| s.unit().map(String::from))
+                .collect();
+            for unit in ended {
+                self.remove_session(&unit);
             }
             let t = now();
             if t > last_flush {
@@ -716,9 +748,18 @@ impl Listener {
                     socket,
                     stored_identity: Some(stored),
                     folder: Folder::default(),
+                    ending: None,
                 });
             }
-            Handover::Detach { unit } => self.remove_session(&unit),
+            Handover::Detach { unit } => {
+                let at = self
+                    .sources
+                    .iter()
+                    .position(|s| s.unit() == Some(unit.as_str()));
+                if let Some(at) = at {
+                    self.sources[at].ending = Some(std::time::Instant::now() + END_GRACE);
+                }
+            }
         }
         self.counters_changed = true;
         Ok(())
@@ -726,11 +767,7 @@ impl Listener {
 
     /// Record what a session has folded, then let its socket go (here and in systemd's store).
     fn remove_session(&mut self, unit: &str) {
-        let Some(at) = self
-            .sources
-            .iter()
-            .position(|s| s.identity.as_ref().is_some_and(|i| i.unit == unit))
-        else {
+        let Some(at) = self.sources.iter().position(|s| s.unit() == Some(unit)) else {
             return;
         };
         let mut buffer = vec![0u8; 256 * 1024];
