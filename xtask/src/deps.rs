@@ -60,7 +60,6 @@ pub const PROGRAMS: &[(&str, &str, Need)] = &[
     ("dbus-send", "dbus-bin", Need::Test),
     ("dbus-test-tool", "dbus-tests", Need::Test),
     ("runuser", "util-linux", Need::Test),
-    ("dmesg", "util-linux", Need::Test),
     ("timeout", "coreutils", Need::Test),
     ("cat", "coreutils", Need::Test),
     ("cp", "coreutils", Need::Test),

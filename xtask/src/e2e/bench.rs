@@ -235,7 +235,7 @@ fn sandbox_floor(c: &super::container::Container) -> Result<String> {
         config: &config,
         agent: &agent,
         operator: "root",
-        unit: "unused",
+        unit: &session::unit_name(0xbe9c),
         tool: "true",
         args: &[],
         cwd: camino::Utf8Path::new("/"),

@@ -5,6 +5,7 @@
 //! the handler (`proc.rs`); logs stay in `target/e2e-logs/`.
 
 pub mod account;
+pub mod audit;
 pub mod bench;
 pub mod checks;
 pub mod chroot;

@@ -329,50 +329,6 @@ fn verify_breaks(lab: &mut Lab) {
     }
 }
 
-/// A blocked attempt by the agent shows in `blocked`, with its destination and port. In a
-/// container the kernel writes the log line to the host's ring buffer, and only with
-/// net.netfilter.nf_log_all_netns=1: set for this check and restored after it.
-fn blocked_attempt_is_listed(lab: &mut Lab) {
-    const SYSCTL: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
-    const PORT: u16 = 4471;
-    let rootfs = lab.rootfs.clone();
-    check(lab, "blocked/attempt-listed", |c| {
-        let before = std::fs::read_to_string(SYSCTL)?;
-        std::fs::write(SYSCTL, "1")?;
-        let attempt = (|| -> Result<String> {
-            // Let the log's rate limit refill after the attempts of the checks before.
-            std::thread::sleep(std::time::Duration::from_secs(3));
-            let o = c.sh(&format!(
-                "runuser -u {AGENT} -- curl -sS --noproxy '*' -m 3 http://{INET_V4}:{PORT}/"
-            ))?;
-            if o.ok() {
-                bail!("CONTAINMENT BROKEN: the agent reached {INET_V4}:{PORT} directly");
-            }
-            super::proc::run(std::process::Command::new("dmesg").args(["--time-format", "iso"]))
-        })();
-        std::fs::write(SYSCTL, before.trim())?;
-        std::fs::write(rootfs.join("root/kernel-log.txt"), attempt?)?;
-        let listed = c.must("pipelock-containment blocked --from /root/kernel-log.txt --json")?;
-        let agent_uid: u32 = c.must(&format!("id -u {AGENT}"))?.trim().parse()?;
-        let report: serde_json::Value = serde_json::from_str(&listed)?;
-        let found = report["entries"].as_array().is_some_and(|all| {
-            all.iter().any(|e| {
-                e["destination"] == INET_V4
-                    && e["port"] == PORT
-                    && e["protocol"] == "tcp"
-                    && e["uid"] == agent_uid
-            })
-        });
-        if !found {
-            bail!(
-                "no entry for TCP {INET_V4}:{PORT} from uid {agent_uid} in `blocked`: {}",
-                listed.trim()
-            );
-        }
-        Ok(())
-    });
-}
-
 /// Paths below `/` in the test host, for before/after comparisons. Skips what changes by
 /// itself or by the test (logs, caches, package databases, homes, runtime dirs).
 fn listing(c: &Container) -> Result<BTreeSet<String>> {
@@ -604,6 +560,10 @@ pub fn run_sessions_only(lab: &mut Lab) -> Result<()> {
     lab.step(
         "scenario: contained sessions (each attack with its control)",
         super::sessions::phase,
+    )?;
+    lab.step(
+        "scenario: the audit trail (attempts per session, bursts, restarts)",
+        super::audit::phase,
     )
 }
 
@@ -648,6 +608,10 @@ pub fn run(lab: &mut Lab) -> Result<()> {
         super::sessions::phase,
     )?;
     lab.step(
+        "scenario: the audit trail (attempts per session, bursts, restarts)",
+        super::audit::phase,
+    )?;
+    lab.step(
         "scenario: the agent account outside the launcher (ssh, cron, D-Bus)",
         super::account::phase,
     )?;
@@ -658,10 +622,6 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             Ok(())
         },
     )?;
-    lab.step("scenario: blocked lists the agent's attempt", |lab| {
-        blocked_attempt_is_listed(lab);
-        Ok(())
-    })?;
     lab.step("scenario: reboot", |lab| {
         lab.reboot()?;
         check(lab, "reboot/table-loaded-before-network-pre", |c| {

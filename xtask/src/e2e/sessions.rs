@@ -15,7 +15,7 @@ use super::Lab;
 
 /// Where the attack scripts go in the test host.
 pub const ATTACKS: &str = "/usr/share/plc-e2e";
-const PROJECT: &str = "/home/alice/proj";
+pub const PROJECT: &str = "/home/alice/proj";
 /// The dev-server port sessions publish (session.publish_ports).
 const PUBLISHED: u16 = 3000;
 const SCRIPTS: &[(&str, &str)] = &[
@@ -28,10 +28,11 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("tui.py", include_str!("attacks/tui.py")),
     ("tiocsti.py", include_str!("attacks/tiocsti.py")),
     ("datagrams.py", include_str!("attacks/datagrams.py")),
+    ("attempts.py", include_str!("attacks/attempts.py")),
 ];
 
 /// `cc-launch ...` as the operator, in the granted project, in a non-login shell.
-fn launch(c: &Container, command: &str) -> Result<super::container::Out> {
+pub fn launch(c: &Container, command: &str) -> Result<super::container::Out> {
     c.sh(&format!(
         "runuser -u {OPERATOR} -- sh -c 'cd {PROJECT} && {command}'"
     ))
