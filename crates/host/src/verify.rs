@@ -207,6 +207,13 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
             active: systemctl(&["is-active", pipelock_policy::watch::UNIT]),
             state: crate::watch::read_state(),
         },
+        audit: pipelock_policy::verify::AuditObs {
+            systemd_running: systemd,
+            active: systemctl(&["is-active", pipelock_policy::audit::UNIT]),
+            counters: std::fs::read(pipelock_policy::audit::COUNTERS_FILE)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+        },
         ways_in: observe_ways_in(config),
     }
 }
@@ -855,10 +862,8 @@ pub fn metrics_input(config: &Config) -> pipelock_policy::metrics::MetricsInput 
             .as_ref()
             .map_or(0, |s| s.restores),
         probes,
-        audit: std::fs::read(pipelock_policy::audit::COUNTERS_FILE)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
-        sessions: crate::session::list_sessions().map_or(0, |s| s.len() as u64),
+        audit: observations.audit.counters.clone(),
+        sessions: observations.sessions.sessions.len() as u64,
         timestamp: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

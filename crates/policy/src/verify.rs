@@ -37,6 +37,7 @@ pub const PROBE_NAMES: &[&str] = &[
     "agent-processes-in-sessions",
     "sessions-isolated",
     "table-watcher",
+    "audit-listener",
     "account-locked",
     "ssh-denied",
     "cron-denied",
@@ -401,7 +402,17 @@ pub struct Observations {
     pub dns: AgentAttempts,
     pub sessions: SessionsObs,
     pub watcher: WatcherObs,
+    pub audit: AuditObs,
     pub ways_in: WaysInObs,
+}
+
+/// The audit listener: its unit's state and the counters it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditObs {
+    pub systemd_running: bool,
+    /// `systemctl is-active` output.
+    pub active: String,
+    pub counters: Option<crate::audit::Counters>,
 }
 
 /// The table watcher: its unit's state and what it recorded.
@@ -454,6 +465,7 @@ pub fn evaluate(config: &Config, obs: &Observations) -> Vec<Probe> {
         agent_processes_in_sessions(&obs.sessions),
         sessions_isolated(config, &obs.sessions),
         table_watcher(&obs.watcher),
+        audit_listener(&obs.audit),
         account_locked(&obs.users),
         ssh_denied(&obs.users.agent_name, &obs.ways_in.sshd),
         cron_denied(&obs.users.agent_name, &obs.ways_in.schedulers),
@@ -668,6 +680,38 @@ pub fn table_watcher(obs: &WatcherObs) -> Probe {
                 crate::watch::UNIT
             ),
             format!("systemctl enable --now {}, or {APPLY}", crate::watch::UNIT),
+        ),
+    }
+}
+
+pub fn audit_listener(obs: &AuditObs) -> Probe {
+    const NAME: &str = "audit-listener";
+    if !obs.systemd_running {
+        return Probe::skip(NAME, "systemd is not running: no listener", "");
+    }
+    let counted = obs.counters.as_ref().map_or_else(
+        || "no counters written yet".to_string(),
+        |c| {
+            format!(
+                "recording {} sessions; {} blocked attempts since boot",
+                c.sessions_attached,
+                c.blocked.iter().map(|(_, n)| n).sum::<u64>()
+            )
+        },
+    );
+    match obs.active.as_str() {
+        "active" => Probe::pass(NAME, format!("active; {counted}")),
+        state => Probe::fail(
+            NAME,
+            format!(
+                "{} is {state}: blocked attempts are still refused but not recorded, and \
+                 `blocked` shows nothing new",
+                crate::audit::UNIT
+            ),
+            format!(
+                "systemctl enable --now pipelock-containment-audit.socket {}, or {APPLY}",
+                crate::audit::UNIT
+            ),
         ),
     }
 }

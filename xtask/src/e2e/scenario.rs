@@ -46,6 +46,11 @@ const BREAKS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "audit-stopped",
+        "systemctl stop pipelock-containment-audit.socket pipelock-containment-audit.service",
+        &["audit-listener"],
+    ),
+    (
         "proxy-stopped",
         "systemctl stop pipelock-proxy",
         &["proxy-unit", "agent-via-proxy"],

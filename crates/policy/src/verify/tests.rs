@@ -151,6 +151,11 @@ fn healthy() -> Observations {
             active: "active".into(),
             state: Some(crate::watch::WatchState::default()),
         },
+        audit: AuditObs {
+            systemd_running: true,
+            active: "active".into(),
+            counters: Some(crate::audit::Counters::default()),
+        },
         ways_in: WaysInObs {
             sshd: SshdObs::Effective("port 22\ndenyusers cc-agent\n".into()),
             schedulers: vec![
@@ -178,6 +183,25 @@ fn healthy() -> Observations {
             },
         },
     }
+}
+
+#[test]
+fn a_stopped_audit_listener_fails_and_a_running_one_reports_its_sessions() {
+    let mut obs = healthy();
+    obs.audit.active = "inactive".into();
+    let probe = only(&obs, "audit-listener", Status::Fail);
+    assert!(probe.detail.contains("not recorded"), "{probe:?}");
+    let mut obs = healthy();
+    obs.audit.counters = Some(crate::audit::Counters {
+        blocked: Vec::new(),
+        sessions_attached: 2,
+    });
+    let probe = evaluate(&config(), &obs)
+        .into_iter()
+        .find(|p| p.name == "audit-listener")
+        .unwrap();
+    assert_eq!(probe.status, Status::Pass);
+    assert!(probe.detail.contains("recording 2 sessions"), "{probe:?}");
 }
 
 #[test]
