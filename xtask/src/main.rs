@@ -73,8 +73,9 @@ enum Task {
         #[arg(long, default_value_t = 300)]
         runs: u32,
     },
-    /// Benchmark, in a booted test host: a no-op `apply` against `nft -c -f` of the rule file, and
-    /// `grant`/`revoke` of a 100,000-file tree against `setfacl -R` (root, hyperfine).
+    /// Benchmark, in a booted test host: a no-op `apply` against `nft -c -f` of the rule file,
+    /// `grant`/`revoke` of a 100,000-file tree against `setfacl -R` (root, hyperfine), and the
+    /// audit listener recording a session's flood against no listener.
     Bench {
         /// Timed runs of apply (grant and revoke: at most 10).
         #[arg(long, default_value_t = 50)]

@@ -3,7 +3,8 @@
 //! `cargo xtask bench-launch`: `cc-launch true` against a bare `sudo -n -u cc-agent true` and a
 //! bare transient unit, and the proxy bridge against direct loopback (a 1 GiB transfer, 1,000
 //! short connections, RSS). `cargo xtask bench`: a no-op `apply` against `nft -c -f` of the rule
-//! file, and `grant`/`revoke` of a 100,000-file tree against `setfacl -R` of the same entries.
+//! file, `grant`/`revoke` of a 100,000-file tree against `setfacl -R` of the same entries, and a
+//! session's flood of refused attempts recorded by the audit listener against no listener.
 
 use anyhow::{bail, Context, Result};
 
@@ -19,6 +20,11 @@ const TARGET_BRIDGE_RSS_KIB: u64 = 10 * 1024;
 /// Targets from the architecture issue.
 const TARGET_NOOP_APPLY_MS: f64 = 50.0;
 const TARGET_GRANT_FLOOR_RATIO: f64 = 1.5;
+/// Targets from the audit issue.
+const TARGET_RECORDED_PER_S: f64 = 50_000.0;
+const TARGET_LISTENER_RSS_KIB: u64 = 20 * 1024;
+/// Attempts in the audit benchmark's flood.
+const FLOOD: u64 = 1_000_000;
 /// The grant benchmark's tree: this many directories of this many files.
 const TREE_DIRS: u32 = 100;
 const TREE_FILES_PER_DIR: u32 = 1000;
@@ -214,6 +220,91 @@ pub fn run_helper(lab: &mut Lab, runs: u32) -> Result<()> {
         verdict(grant_ms / floor_grant_ms <= TARGET_GRANT_FLOOR_RATIO),
         verdict(revoke_ms / floor_revoke_ms <= TARGET_GRANT_FLOOR_RATIO),
     );
+    audit_flood(c)
+}
+
+/// One session floods refused datagrams, first with the audit listener stopped (the kernel
+/// refuses and nobody records: the floor), then with it recording; the listener's CPU time and
+/// memory over the second flood.
+fn audit_flood(c: &super::container::Container) -> Result<()> {
+    const UNITS: &str = "pipelock-containment-audit.socket pipelock-containment-audit.service";
+    let flood = |c: &super::container::Container| -> Result<(String, f64)> {
+        let out = c.must(&format!(
+            "runuser -u {OPERATOR} -- sh -c 'cd / && cc-launch python3 {}/flood.py {FLOOD}' 2>/dev/null",
+            super::sessions::ATTACKS
+        ))?;
+        let field = |key: &str| {
+            out.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{key}=")))
+                .map(String::from)
+                .with_context(|| format!("no {key}= in {out:?}"))
+        };
+        if field("refused")? != FLOOD.to_string() {
+            bail!("not every attempt of the flood was refused: {out}");
+        }
+        Ok((field("unit")?, field("seconds")?.parse()?))
+    };
+    c.must("pipelock-containment tools add python3")?;
+    c.must(&format!("systemctl stop {UNITS}"))?;
+    let (_, floor_s) = flood(c)?;
+    c.must(&format!("systemctl start {UNITS}"))?;
+    let pid = c.must("systemctl show -p MainPID --value pipelock-containment-audit.service")?;
+    let pid = pid.trim();
+    let cpu = |c: &super::container::Container| -> Result<f64> {
+        let stat = c.must(&format!("cat /proc/{pid}/stat"))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .context("stat")?
+            .1
+            .split(' ')
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        Ok(ticks as f64 / 100.0)
+    };
+    let cpu_before = cpu(c)?;
+    let (unit, recorded_s) = flood(c)?;
+    // Every attempt accounted for: folded counts and any lost ones.
+    let mut accounted = 0;
+    let mut lost = 0;
+    for _ in 0..40 {
+        let out = c.must(&format!(
+            "pipelock-containment blocked --json --session {unit}"
+        ))?;
+        let value: serde_json::Value = serde_json::from_str(&out)?;
+        let records = value["records"].as_array().cloned().unwrap_or_default();
+        accounted = records
+            .iter()
+            .filter_map(|r| r["count"].as_u64())
+            .sum::<u64>();
+        lost = records
+            .iter()
+            .filter(|r| r["kind"] == "lost")
+            .filter_map(|r| r["count"].as_u64())
+            .sum();
+        if accounted >= FLOOD {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let cpu_s = cpu(c)? - cpu_before;
+    let hwm = c.must(&format!("grep VmHWM /proc/{pid}/status"))?;
+    let hwm_kib: u64 = hwm.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let recorded = accounted - lost;
+    let rate = recorded as f64 / recorded_s;
+    println!(
+        "bench-audit: {FLOOD} refused attempts from one session: {:.0}/s with no listener (floor), \
+         {rate:.0}/s recorded ({:.2}x the floor's time), {lost} lost, {accounted} accounted for \
+         (target at least {TARGET_RECORDED_PER_S:.0}/s without loss: {}); listener CPU {cpu_s:.2} s \
+         ({:.0}% of one core over the flood), RSS high-water {hwm_kib} KiB (target under {TARGET_LISTENER_RSS_KIB} KiB: {})",
+        FLOOD as f64 / floor_s,
+        recorded_s / floor_s,
+        verdict(lost == 0 && accounted == FLOOD && rate >= TARGET_RECORDED_PER_S),
+        100.0 * cpu_s / recorded_s,
+        verdict(hwm_kib < TARGET_LISTENER_RSS_KIB),
+    );
+    if accounted != FLOOD {
+        bail!("{accounted} of {FLOOD} attempts accounted for in the records");
+    }
     Ok(())
 }
 

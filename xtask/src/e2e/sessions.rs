@@ -29,6 +29,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("tiocsti.py", include_str!("attacks/tiocsti.py")),
     ("datagrams.py", include_str!("attacks/datagrams.py")),
     ("attempts.py", include_str!("attacks/attempts.py")),
+    ("flood.py", include_str!("attacks/flood.py")),
 ];
 
 /// `cc-launch ...` as the operator, in the granted project, in a non-login shell.
