@@ -187,7 +187,12 @@ fn attach(hex: &str) -> Result<()> {
     crate::process::run_ok("ip", &["link", "set", "lo", "up"])?;
     crate::process::run_ok("ip", &["-4", "route", "add", "default", "dev", "lo"])?;
     if Utf8Path::new("/proc/sys/net/ipv6").exists() {
-        crate::process::run_ok("ip", &["-6", "route", "add", "default", "dev", "lo"])?;
+        // Without it IPv6 attempts still fail at once (no route), they are only not recorded.
+        if let Err(err) =
+            crate::process::run_ok("ip", &["-6", "route", "add", "default", "dev", "lo"])
+        {
+            eprintln!("pipelock-audit: warning: IPv6 attempts of {} are refused but not recorded: {err:#}", identity.unit);
+        }
     }
     let socket = nflog_socket(NFLOG_GROUP)?;
     if let Err(err) = handover(
@@ -557,6 +562,10 @@ impl Listener {
             }
             if polled[1].revents != 0 {
                 if let Ok(Some(_)) = self.signals.read_signal() {
+                    // Sessions that ended go now: the next listener must not get them back.
+                    for unit in self.ended(true) {
+                        self.remove_session(&unit);
+                    }
                     self.flush(true);
                     self.write_counters();
                     return Ok(());
@@ -570,13 +579,7 @@ impl Listener {
             if polled[0].revents != 0 {
                 self.accept_handover();
             }
-            let ended: Vec<String> = self
-                .sources
-                .iter()
-                .filter(|s| s.ending.is_some_and(|at| at <= std::time::Instant::now()))
-                .filter_map(|s| s.unit().map(String::from))
-                .collect();
-            for unit in ended {
+            for unit in self.ended(false) {
                 self.remove_session(&unit);
             }
             let t = now();
@@ -586,6 +589,16 @@ impl Listener {
                 self.write_counters();
             }
         }
+    }
+
+    /// The sessions that ended (their grace period over, or all of them with `now`).
+    fn ended(&self, now: bool) -> Vec<String> {
+        let due = std::time::Instant::now();
+        self.sources
+            .iter()
+            .filter(|s| s.ending.is_some_and(|at| now || at <= due))
+            .filter_map(|s| s.unit().map(String::from))
+            .collect()
     }
 
     /// Read everything queued on source `at`.
@@ -871,9 +884,16 @@ pub fn read_records(query: &Query) -> Result<Vec<audit::Record>> {
 pub fn follow_records(query: &Query, mut each: impl FnMut(&audit::Record)) -> Result<()> {
     use std::io::BufRead;
     let args = query.journalctl_args(true);
-    let mut child = std::process::Command::new("journalctl")
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
+    let mut command = std::process::Command::new("journalctl");
+    command.args(&args).stdout(std::process::Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; journalctl ends with us (Ctrl-C, a timeout's TERM).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .context("cannot run `journalctl` (is systemd's journal installed?)")?;
     let stdout = child.stdout.take().context("journalctl's output")?;

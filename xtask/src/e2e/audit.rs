@@ -174,7 +174,10 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
     });
     check(lab, "audit/host-table-recorded-in-a-container", |c| {
         // An agent process outside any session: the host table refuses it, and its record is in
-        // this host's journal (the kernel log would be the outer host's).
+        // this host's journal (the kernel log would be the outer host's). `--follow` sees it come.
+        c.must(
+            "nohup timeout 4 pipelock-containment blocked --follow --json > /root/follow.log 2>&1 < /dev/null & sleep 0.5",
+        )?;
         let o = c.sh(&format!(
             "runuser -u {AGENT} -- curl -sS --noproxy '*' -m 3 http://{INET_V4}:4473/"
         ))?;
@@ -191,6 +194,15 @@ pub fn phase(lab: &mut Lab) -> Result<()> {
             .any(|r| is(r, "tcp", 4473) && r["origin"] == "host" && r["uid"] == uid);
         if !found {
             bail!("no host-table record of TCP {INET_V4}:4473 by uid {uid}: {records:#?}");
+        }
+        let followed = c.must(
+            "for i in $(seq 60); do pgrep -f 'blocked [-]-follow' > /dev/null || break; sleep 0.1; done; cat /root/follow.log",
+        )?;
+        let seen = followed
+            .lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|r| is(&r, "tcp", 4473)));
+        if !seen {
+            bail!("blocked --follow did not print the new record: {followed:?}");
         }
         Ok(())
     });
