@@ -239,12 +239,7 @@ fn own_network_namespace() -> Result<bool> {
 
 /// One message to the listener, with `fd` if given; its answer.
 fn handover(message: &Handover, fd: Option<RawFd>) -> Result<String> {
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let sock = seqpacket_socket()?;
     let address = UnixAddr::new(audit_socket_path().as_str())?;
     connect(sock.as_raw_fd(), &address)?;
     let text = serde_json::to_vec(message)?;
@@ -411,15 +406,20 @@ fn listen_forever(options: Options) -> Result<()> {
     listener.run()
 }
 
-/// A fresh listening socket at `path` (only root may connect).
-fn listen_on(path: &Utf8Path) -> Result<OwnedFd> {
-    use std::os::unix::fs::PermissionsExt;
-    let sock = socket(
+/// A unix socket that keeps message boundaries (a handover is one message, with its descriptor).
+fn seqpacket_socket() -> Result<OwnedFd> {
+    Ok(socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )?)
+}
+
+/// A fresh listening socket at `path` (only root may connect).
+fn listen_on(path: &Utf8Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    let sock = seqpacket_socket()?;
     let _ = std::fs::remove_file(path);
     bind(sock.as_raw_fd(), &UnixAddr::new(path.as_str())?)
         .with_context(|| format!("cannot listen on {path}"))?;

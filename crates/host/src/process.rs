@@ -7,18 +7,27 @@ use anyhow::{anyhow, bail, Result};
 
 /// Run a program found on PATH. A missing program is an error that names it.
 pub fn run(program: &str, args: &[&str]) -> Result<Output> {
-    Command::new(program).args(args).output().map_err(|err| {
-        if err.kind() == std::io::ErrorKind::NotFound {
-            anyhow!("`{program}` was not found on PATH: install it (the package depends on it)")
-        } else {
-            anyhow!("cannot run `{program}`: {err}")
-        }
-    })
+    Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|err| cannot_run(program, err))
+}
+
+fn cannot_run(program: &str, err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        anyhow!("`{program}` was not found on PATH: install it (the package depends on it)")
+    } else {
+        anyhow!("cannot run `{program}`: {err}")
+    }
 }
 
 /// Run and require success; the error quotes the command and its stderr.
 pub fn run_ok(program: &str, args: &[&str]) -> Result<Output> {
-    let output = run(program, args)?;
+    succeeded(program, args, run(program, args)?)
+}
+
+/// The output of a run that succeeded; else an error quoting the command and its stderr.
+fn succeeded(program: &str, args: &[&str], output: Output) -> Result<Output> {
     if !output.status.success() {
         bail!(
             "`{} {}` failed ({}): {}",
@@ -41,21 +50,11 @@ pub fn run_ok_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<O
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|err| anyhow!("cannot run `{program}`: {err}"))?;
+        .map_err(|err| cannot_run(program, err))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input)?;
     }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "`{} {}` failed ({}): {}",
-            program,
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(output)
+    succeeded(program, args, child.wait_with_output()?)
 }
 
 /// Send `lines` to the journal as `identifier` (systemd-cat); nothing when journald does not

@@ -131,6 +131,18 @@ struct Window {
     uid: Option<u32>,
 }
 
+impl Window {
+    fn open(now: u64, uid: Option<u32>) -> Window {
+        Window {
+            opened: now,
+            first: now,
+            last: now,
+            folded: 0,
+            uid,
+        }
+    }
+}
+
 /// A record before the listener gives it an id and its source's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
@@ -189,13 +201,7 @@ impl Folder {
             return None;
         }
         if self.windows.len() >= MAX_DESTINATIONS {
-            let window = self.scattered.get_or_insert(Window {
-                opened: now,
-                first: now,
-                last: now,
-                folded: 0,
-                uid,
-            });
+            let window = self.scattered.get_or_insert(Window::open(now, uid));
             window.folded += 1;
             window.last = now;
             return None;
@@ -211,16 +217,7 @@ impl Folder {
             name: key.name.clone(),
             count: 1,
         };
-        self.windows.insert(
-            key,
-            Window {
-                opened: now,
-                first: now,
-                last: now,
-                folded: 0,
-                uid,
-            },
-        );
+        self.windows.insert(key, Window::open(now, uid));
         Some(draft)
     }
 
@@ -252,13 +249,7 @@ impl Folder {
                 name: key.name.clone(),
                 count: window.folded,
             });
-            *window = Window {
-                opened: now,
-                first: now,
-                last: now,
-                folded: 0,
-                uid: window.uid,
-            };
+            *window = Window::open(now, window.uid);
             if all {
                 self.windows.remove(&key);
             }
