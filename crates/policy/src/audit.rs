@@ -21,8 +21,7 @@ pub const UNIT: &str = "pipelock-containment-audit.service";
 pub const MESSAGE_ID: &str = "6c1f0e53b7a24d8e9a4c2f71d05b3e98";
 /// The records' SYSLOG_IDENTIFIER.
 pub const SYSLOG_IDENTIFIER: &str = "pipelock-containment-audit";
-/// The NFLOG group the host table and every session's table log to (one per network namespace).
-pub const NFLOG_GROUP: u16 = 7409;
+pub use crate::paths::NFLOG_GROUP;
 /// Where the listener takes sessions' NFLOG sockets (root only; socket-activated).
 pub const AUDIT_SOCKET: &str = "/run/pipelock-containment/audit.sock";
 /// The listener's counters for the metrics, rewritten as they change.
@@ -47,16 +46,8 @@ pub const FIELD_COUNT: &str = "PIPELOCK_COUNT";
 pub const FIELD_FIRST: &str = "PIPELOCK_FIRST";
 pub const FIELD_LAST: &str = "PIPELOCK_LAST";
 pub const FIELD_KIND: &str = "PIPELOCK_KIND";
+pub use crate::session::Identity;
 use crate::session::{FIELD_CWD, FIELD_OPERATOR, FIELD_TOOL};
-
-/// Who a session is: what `sessions` lists and every record of the session carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub unit: String,
-    pub operator: String,
-    pub tool: String,
-    pub cwd: String,
-}
 
 /// What the session's setup and stop tell the listener over [`AUDIT_SOCKET`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

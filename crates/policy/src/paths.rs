@@ -19,6 +19,8 @@ pub const STATE_DIR: &str = "/var/lib/pipelock-containment";
 pub const NFT_TABLE_FAMILY: &str = "inet";
 pub const NFT_TABLE: &str = "pipelock_containment";
 pub const NFT_CHAIN: &str = "output_filter";
+/// The NFLOG group the host table and every session's table log to (one per network namespace).
+pub const NFLOG_GROUP: u16 = 7409;
 /// The helper itself, as the sudoers rule for grants names it.
 pub const HELPER: &str = "/usr/bin/pipelock-containment";
 /// Default records of active workspace grants (config `grants.records`).

@@ -283,7 +283,7 @@ fn template_context<'a>(config: &'a Config, facts: &'a Facts) -> TemplateContext
             BlockedResponse::Reject => "reject",
             BlockedResponse::Drop => "dropp",
         },
-        nflog_group: crate::audit::NFLOG_GROUP,
+        nflog_group: crate::paths::NFLOG_GROUP,
         launch_session: crate::session::LAUNCH_SESSION,
         launcher: paths::LAUNCHER,
         env_keep: env_keep.join(" "),

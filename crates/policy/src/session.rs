@@ -42,6 +42,15 @@ pub const FIELD_TOOL: &str = "PIPELOCK_TOOL";
 pub const FIELD_CWD: &str = "PIPELOCK_CWD";
 pub const FIELD_GRANTS: &str = "PIPELOCK_GRANTS";
 
+/// Who a session is: what `sessions` lists and every record of the session carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub unit: String,
+    pub operator: String,
+    pub tool: String,
+    pub cwd: String,
+}
+
 /// How the session's standard streams are connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdio {
@@ -115,7 +124,7 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 /// and every other destination (routed to loopback for this) are logged to the listener and
 /// refused at once: TCP with a reset, the rest dropped, which fails the send with EPERM.
 pub fn session_ruleset(agent_uid: u32) -> String {
-    let group = crate::audit::NFLOG_GROUP;
+    let group = crate::paths::NFLOG_GROUP;
     format!(
         "table inet pipelock_session\n\
          delete table inet pipelock_session\n\
@@ -259,7 +268,7 @@ pub fn systemd_run_args(spec: &SessionSpec) -> Vec<String> {
     // Network: a namespace of its own with only loopback; the bridge is the way out. Before the
     // tool starts, the session's own table refuses everything else at once and records it.
     property("PrivateNetwork=yes".into());
-    let identity = crate::audit::Identity {
+    let identity = Identity {
         unit: spec.unit.to_string(),
         operator: spec.operator.to_string(),
         tool: spec.tool.to_string(),
@@ -589,8 +598,7 @@ mod tests {
             .find_map(|a| a.strip_prefix(&format!("ExecStartPre=+{AUDIT_PROGRAM} {AUDIT_ATTACH} ")))
             .expect("the session's network setup");
         assert!(start.chars().all(|c| c.is_ascii_hexdigit()), "{start}");
-        let identity: crate::audit::Identity =
-            serde_json::from_slice(&unhex(start).unwrap()).unwrap();
+        let identity: Identity = serde_json::from_slice(&unhex(start).unwrap()).unwrap();
         assert_eq!(identity.unit, "pipelock-agent-00000000000000ab.service");
         assert_eq!(
             (
@@ -615,7 +623,7 @@ mod tests {
     fn the_session_table_judges_only_the_agent_and_logs_to_the_listener() {
         let rules = session_ruleset(998);
         assert!(rules.contains("meta skuid 998 jump agent"), "{rules}");
-        assert!(rules.contains(&format!("log group {}", crate::audit::NFLOG_GROUP)));
+        assert!(rules.contains(&format!("log group {}", crate::paths::NFLOG_GROUP)));
         // DNS is refused before loopback is let through: a name is a channel out.
         let dns = rules.find("th dport 53 jump refuse").unwrap();
         assert!(dns < rules.find("ip daddr 127.0.0.0/8 accept").unwrap());
