@@ -380,7 +380,11 @@ fn listen_forever(options: Options) -> Result<()> {
         );
     }
     drop_capabilities()?;
-    let options_counters = options.counters.clone();
+    // Counted since boot: a restart goes on from what the last one wrote.
+    let counters = std::fs::read(&options.counters)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     let mut listener = Listener {
         id_prefix: (crate::session::random_id() >> 32) as u32,
         next_id: 0,
@@ -389,11 +393,7 @@ fn listen_forever(options: Options) -> Result<()> {
         signals,
         sources,
         journal: UnixDatagram::unbound()?,
-        // Counted since boot: a restart goes on from what the last one wrote.
-        counters: std::fs::read(&options_counters)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default(),
+        counters,
         counters_changed: true,
         journal_failures: 0,
     };
@@ -616,6 +616,7 @@ impl Listener {
                             continue;
                         };
                         let Some(attempt) = nflog::parse_packet(logged.payload) else {
+                            source.folder.unreadable(logged.seq, t);
                             continue;
                         };
                         drafts.extend(source.folder.attempt(&attempt, logged.uid, logged.seq, t));

@@ -77,7 +77,8 @@ pub enum Kind {
     Attempts,
     /// Attempts at more than [`MAX_DESTINATIONS`] destinations, folded into one record.
     Scattered,
-    /// `count` attempts the kernel could not queue to the listener (a sequence gap).
+    /// `count` attempts the kernel could not queue to the listener (a sequence gap), or whose
+    /// packet was unreadable.
     Lost,
 }
 
@@ -168,17 +169,7 @@ impl Folder {
         seq: Option<u32>,
         now: u64,
     ) -> Option<Draft> {
-        if let Some(seq) = seq {
-            if let Some(expected) = self.next_seq {
-                let gap = seq.wrapping_sub(expected);
-                // A gap past half the range is a reordering or a restart, not a loss.
-                if gap > 0 && gap < u32::MAX / 2 {
-                    self.lost += u64::from(gap);
-                    self.lost_since.get_or_insert(now);
-                }
-            }
-            self.next_seq = Some(seq.wrapping_add(1));
-        }
+        self.sequence(seq, now);
         let key = Key {
             protocol: attempt.protocol,
             destination: attempt.destination,
@@ -276,6 +267,27 @@ impl Folder {
         out
     }
 
+    /// A logged packet that is not a readable IP packet: counted with the lost ones.
+    pub fn unreadable(&mut self, seq: Option<u32>, now: u64) {
+        self.sequence(seq, now);
+        self.lost += 1;
+        self.lost_since.get_or_insert(now);
+    }
+
+    /// The kernel numbers each message: a gap is attempts it could not queue.
+    fn sequence(&mut self, seq: Option<u32>, now: u64) {
+        let Some(seq) = seq else { return };
+        if let Some(expected) = self.next_seq {
+            let gap = seq.wrapping_sub(expected);
+            // A gap past half the range is a reordering or a restart, not a loss.
+            if gap > 0 && gap < u32::MAX / 2 {
+                self.lost += u64::from(gap);
+                self.lost_since.get_or_insert(now);
+            }
+        }
+        self.next_seq = Some(seq.wrapping_add(1));
+    }
+
     /// Whether anything waits to be recorded.
     pub fn is_idle(&self) -> bool {
         self.windows.is_empty() && self.scattered.is_none() && self.lost == 0
@@ -344,7 +356,7 @@ impl Record {
         };
         match self.kind {
             Kind::Lost => format!(
-                "{who}: {} blocked attempts not recorded: the kernel's queue to the listener overflowed",
+                "{who}: {} blocked attempts not recorded in detail: the kernel's queue to the listener overflowed, or the packet was unreadable",
                 self.count
             ),
             Kind::Scattered => format!(
@@ -649,16 +661,23 @@ mod tests {
         folder.attempt(&a, None, Some(10), 1);
         folder.attempt(&a, None, Some(11), 1);
         folder.attempt(&a, None, Some(15), 1);
+        // An unreadable packet is counted with the lost ones, and its number is no gap.
+        folder.unreadable(Some(16), 1);
+        folder.attempt(&a, None, Some(17), 1);
         let records = folder.flush(5, false);
         let lost: Vec<_> = records.iter().filter(|d| d.kind == Kind::Lost).collect();
         assert_eq!(lost.len(), 1);
-        assert_eq!(lost[0].count, 3);
+        assert_eq!(lost[0].count, 4);
         let folded: u64 = records
             .iter()
             .filter(|d| d.kind == Kind::Attempts)
             .map(|d| d.count)
             .sum();
-        assert_eq!(folded + 1 + 3, 6, "sequence numbers 10 to 15: six attempts");
+        assert_eq!(
+            folded + 1 + 4,
+            8,
+            "sequence numbers 10 to 17: eight attempts"
+        );
     }
 
     #[test]
