@@ -877,15 +877,22 @@ pub fn run(lab: &mut Lab) -> Result<()> {
             allowed.extend(conffiles.iter().map(String::as_str));
             let state = format!("{}/**", paths::STATE_DIR);
             allowed.extend(["/etc/pipelock-containment", &state, "/var/lib/pipelock"]);
-            // deb-systemd-helper masks a removed package's units until purge (dh_installsystemd).
-            let masks: Vec<String> = pipelock_containment::plan::UNITS
-                .iter()
-                .map(|unit| format!("/etc/systemd/system/{unit}"))
-                .collect();
+            // deb-systemd-helper masks a removed package's enabled units until purge
+            // (dh_installsystemd): every file of the table's enabled units.
+            let root = crate::cmd::project_root();
+            let mut masks = Vec::new();
+            for unit in pipelock_contents::load(&root)?.unit.iter().filter(|u| u.enable) {
+                masks.extend(
+                    unit.files(&root)?
+                        .into_iter()
+                        .map(|file| format!("/etc/systemd/system/{file}")),
+                );
+            }
             allowed.extend(masks.iter().map(String::as_str));
+            // The enablement links, and the .wants directories that hold them, stay too.
             let left: Vec<_> = leftovers(&before, &after, &allowed)
                 .into_iter()
-                .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants/")))
+                .filter(|p| !(p.starts_with("/etc/systemd/system/") && p.contains(".wants")))
                 .collect();
             if !left.is_empty() {
                 bail!("left after remove: {}", left.join(", "));
