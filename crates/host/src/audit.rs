@@ -8,7 +8,7 @@
 //! restart gets every session back, identity included (a memfd beside each socket).
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice, IoSliceMut, Read, Seek, Write};
+use std::io::{self, IoSlice, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::libc;
 use nix::sys::socket::{
-    accept4, bind, connect, getsockopt, listen, recvmsg, send, sendmsg, socket, sockopt,
-    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    UnixAddr,
+    accept4, bind, connect, getsockopt, listen, send, sendmsg, socket, sockopt, AddressFamily,
+    Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use pipelock_policy::audit::{
     self, Counters, Draft, Folder, Handover, Identity, Origin, AUDIT_SOCKET, COUNTERS_FILE,
@@ -381,10 +380,7 @@ fn listen_forever(options: Options) -> Result<()> {
     }
     drop_capabilities()?;
     // Counted since boot: a restart goes on from what the last one wrote.
-    let counters = std::fs::read(&options.counters)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let counters = read_counters(&options.counters).unwrap_or_default();
     let mut listener = Listener {
         id_prefix: (crate::session::random_id() >> 32) as u32,
         next_id: 0,
@@ -404,6 +400,13 @@ fn listen_forever(options: Options) -> Result<()> {
         &[],
     )?;
     listener.run()
+}
+
+/// The counters a listener last wrote at `path`; None when there are none (it never ran).
+pub fn read_counters(path: &Utf8Path) -> Option<Counters> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
 /// A unix socket that keeps message boundaries (a handover is one message, with its descriptor).
@@ -712,26 +715,8 @@ impl Listener {
             bail!("refusing a handover from uid {}", peer.uid());
         }
         let mut text = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [IoSliceMut::new(&mut text)];
-        let message = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut fds = Vec::new();
-        for cmsg in message.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(received) = cmsg {
-                // SAFETY: the kernel just installed these descriptors for this process.
-                fds.extend(
-                    received
-                        .into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
-        let length = message.bytes;
+        let (length, mut fds) =
+            crate::sd::recv_with_fds(conn.as_raw_fd(), &mut text, MsgFlags::MSG_CMSG_CLOEXEC)?;
         let handover: Handover =
             serde_json::from_slice(&text[..length]).context("a malformed handover")?;
         match handover {

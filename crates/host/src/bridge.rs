@@ -5,16 +5,14 @@
 //!
 //! Bytes move with splice(2) through a pipe, one thread per direction and connection.
 
-use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use nix::fcntl::{splice, SpliceFFlags};
-use nix::sys::socket::{
-    recvmsg, sendmsg, shutdown, ControlMessage, ControlMessageOwned, MsgFlags, Shutdown,
-};
+use nix::sys::socket::{sendmsg, shutdown, ControlMessage, MsgFlags, Shutdown};
 
 use pipelock_policy::config::Config;
 use pipelock_policy::session::{self, BridgeRequest};
@@ -133,27 +131,8 @@ pub fn publish_from_session(port: u16) -> Result<(), String> {
     unix.write_all(BridgeRequest::Publish(port).header().as_bytes())
         .map_err(|err| err.to_string())?;
     let mut reply = [0u8; 256];
-    let mut space = nix::cmsg_space!([RawFd; 2]);
-    let mut iov = [IoSliceMut::new(&mut reply)];
-    let message = recvmsg::<()>(
-        unix.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .map_err(|err| err.to_string())?;
-    let mut fds = Vec::new();
-    for cmsg in message.cmsgs().map_err(|err| err.to_string())? {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            // SAFETY: the kernel just installed these descriptors for this process.
-            fds.extend(
-                received
-                    .into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let text_len = message.bytes;
+    let (text_len, fds) = crate::sd::recv_with_fds(unix.as_raw_fd(), &mut reply, MsgFlags::empty())
+        .map_err(|err| err.to_string())?;
     let text = String::from_utf8_lossy(&reply[..text_len])
         .trim()
         .to_string();

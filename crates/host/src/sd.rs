@@ -1,11 +1,14 @@
 //! The systemd service protocols: descriptors systemd passes (`LISTEN_FDS`, `LISTEN_FDNAMES`)
-//! and notifications to it (`NOTIFY_SOCKET`: READY, and the file descriptor store).
+//! and notifications to it (`NOTIFY_SOCKET`: READY, and the file descriptor store); and
+//! receiving a message with the descriptors passed along, which the bridge and the audit
+//! listener use too.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+    recvmsg, sendmsg, socket, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType, UnixAddr,
 };
 
 /// The first descriptor systemd passes.
@@ -46,6 +49,30 @@ pub fn passed_fds() -> Vec<(String, OwnedFd)> {
             (name, owned)
         })
         .collect()
+}
+
+/// One message from the unix socket `fd` into `buffer`, and the descriptors that came with it
+/// (up to four), each owned: (the message's length, the descriptors).
+pub fn recv_with_fds(
+    fd: RawFd,
+    buffer: &mut [u8],
+    flags: MsgFlags,
+) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [IoSliceMut::new(buffer)];
+    let message = recvmsg::<()>(fd, &mut iov, Some(&mut space), flags)?;
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            // SAFETY: the kernel just installed these descriptors for this process.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((message.bytes, fds))
 }
 
 /// Send `state` (`READY=1`, `FDSTORE=1\nFDNAME=x`, ...) with `fds` to the service manager.

@@ -210,9 +210,7 @@ pub fn observe(config: &Config, options: &Options) -> Observations {
         audit: pipelock_policy::verify::AuditObs {
             systemd_running: systemd,
             active: systemctl(&["is-active", pipelock_policy::audit::UNIT]),
-            counters: std::fs::read(pipelock_policy::audit::COUNTERS_FILE)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            counters: crate::audit::read_counters(pipelock_policy::audit::COUNTERS_FILE.into()),
         },
         ways_in: observe_ways_in(config),
     }
